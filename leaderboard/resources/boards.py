@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.test_api -*-
+"""Board routes: create, list, and the board itself as JSON, event stream or live page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import inlineCallbacks
+from twisted.web.iweb import IRequest
+
+from leaderboard.errors import InvalidInput, LeaderboardError
+from leaderboard.model import board_data, check_id, check_limit, check_name, new_id
+from leaderboard.resources._app import AppContext
+from leaderboard.resources._http import json_response, preferred_type, read_body
+
+#: What GET /boards/{b}/ can answer, JSON first so that ``*/*`` alone means JSON.
+BOARD_TYPES = ["application/json", "text/event-stream", "text/html"]
+LIST_LIMIT = 20
+
+
+class NotAcceptable(LeaderboardError):
+    status = 406
+    code = "not_acceptable"
+
+
+def query_arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))  # type: ignore[attr-defined]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidInput(f"query argument {name!r} given twice")
+    try:
+        return values[0].decode("utf-8")  # type: ignore[no-any-return]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"query argument {name!r} is not UTF-8") from None
+
+
+def install(app: Klein, ctx: AppContext) -> None:
+    @app.route("/boards/", methods=["POST"], strict_slashes=False)
+    @inlineCallbacks
+    def create_board(request: IRequest) -> Any:
+        body = read_body(request, {"id", "name"})
+        if "name" not in body:
+            raise InvalidInput("name is required")
+        name = check_name(body["name"])
+        board_id = check_id(body["id"], "id") if "id" in body else new_id()
+        board = yield ctx.store.create_board(board_id, name)
+        request.setHeader(b"Location", f"/boards/{board.id}/".encode("ascii"))
+        return json_response(request, {"id": board.id, "name": board.name, "players": []}, 201)
+
+    @app.route("/boards/", methods=["GET"], strict_slashes=False)
+    @inlineCallbacks
+    def list_boards(request: IRequest) -> Any:
+        offset_arg = query_arg(request, "offset") or "0"
+        if not offset_arg.isascii() or not offset_arg.isdigit() or len(offset_arg) > 9:
+            raise InvalidInput("offset must be a non-negative integer")
+        offset = int(offset_arg)
+        limit_arg = query_arg(request, "limit")
+        limit = LIST_LIMIT if limit_arg is None else check_limit(limit_arg)
+        rows = yield ctx.store.list_boards(offset, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return json_response(
+            request,
+            {
+                "boards": [{"id": b.id, "name": b.name, "players": b.players} for b in rows],
+                "offset": offset,
+                "limit": limit,
+                "next": f"/boards/?offset={offset + limit}&limit={limit}" if more else None,
+            },
+        )
+
+    @app.route("/boards/<board>/", methods=["GET"], strict_slashes=False)
+    @inlineCallbacks
+    def get_board(request: IRequest, board: str) -> Any:
+        board_id = check_id(board, "board id")
+        kind = preferred_type(request, BOARD_TYPES)
+        if kind is None:
+            raise NotAcceptable("this resource is available as " + ", ".join(BOARD_TYPES))
+        request.setHeader(b"Vary", b"Accept")
+        if kind == "text/event-stream":
+            if ctx.streams is None:
+                raise NotAcceptable("event streams are not enabled on this server")
+            result = yield ctx.streams.respond(request, board_id)
+            return result
+        if kind == "text/html":
+            from leaderboard.resources.live import serve_board_page
+
+            result = yield serve_board_page(ctx, request, board_id)
+            return result
+        limit_arg = query_arg(request, "limit")
+        limit = ctx.top_n if limit_arg is None else check_limit(limit_arg)
+        view = yield ctx.store.board_view(board_id, limit)
+        return json_response(request, board_data(view))

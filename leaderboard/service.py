@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.test_integration -*-
+"""The twistd service tree: the store's lifecycle, the feed loop and the web site."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+
+from leaderboard.errors import AlreadyExists, StoreUnavailable
+from leaderboard.store import Store
+
+DEMO_BOARD = ("demo", "Demo")
+DEMO_PLAYERS = [
+    ("stan", "Stan", 12),
+    ("kyle", "Kyle", 10),
+    ("kenny", "Kenny", 8),
+    ("eric", "Eric", 6),
+    ("butters", "Butters", 4),
+]
+
+
+@inlineCallbacks
+def seed_demo(store: Store) -> Any:
+    """Create the demo board with five players, unless any board exists. Safe to race."""
+    empty = yield store.is_empty()
+    if not empty:
+        return False
+    board_id, name = DEMO_BOARD
+    try:
+        yield store.create_board(board_id, name)
+        for pid, pname, score in DEMO_PLAYERS:
+            yield store.create_player(board_id, pid, pname)
+            yield store.add_score(board_id, pid, score)
+    except AlreadyExists:
+        return False
+    return True
+
+
+class StoreService(Service):
+    """Starts the store, retrying with back-off while the database is unreachable."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Any,
+        seed: bool = True,
+        first_delay: float = 0.5,
+        max_delay: float = 10.0,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._seed = seed
+        self._first_delay = first_delay
+        self._max_delay = max_delay
+        self._retry: Any = None
+        self._stopping = False
+        self.seeded = False
+        self.ready: Deferred[None] = Deferred()
+        self.is_ready = False
+
+    def startService(self) -> None:
+        super().startService()
+        self._attempt(self._first_delay)
+
+    def _attempt(self, delay: float) -> None:
+        self._retry = None
+        d = self.store.start()
+        if self._seed:
+            d.addCallback(lambda _: seed_demo(self.store))
+            d.addCallback(lambda seeded: setattr(self, "seeded", bool(seeded)))
+
+        def started(_: object) -> None:
+            self.is_ready = True
+            self.ready.callback(None)
+
+        def failed(f: Any) -> None:
+            if self._stopping:
+                return
+            reason = f.value.message if f.check(StoreUnavailable) else f.getErrorMessage()
+            self.log.warn(
+                "store not ready ({reason}); retrying in {delay:.1f}s", reason=reason, delay=delay
+            )
+            self._retry = self._clock.callLater(
+                delay, self._attempt, min(delay * 2, self._max_delay)
+            )
+
+        d.addCallbacks(started, failed)
+
+    def stopService(self) -> Deferred[None]:
+        self._stopping = True
+        super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        return self.store.stop()
+
+
+class WebService(Service):
+    """Listens on a Twisted endpoint string and serves a resource through a site."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, endpoint: str, site: Any) -> None:
+        self._reactor = reactor
+        self._endpoint = endpoint
+        self.site = site
+        self.port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] = Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        d = serverFromString(self._reactor, self._endpoint).listen(self.site)
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            self.port = port
+            host: Any = port.getHost()
+            if hasattr(host, "port"):
+                shown = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host
+                self.log.info(
+                    "leaderboard listening on http://{host}:{port}/", host=shown, port=host.port
+                )
+            else:
+                self.log.info("leaderboard listening on {address}", address=host)
+            self.listening.callback(port)
+            return port
+
+        def failed(f: Any) -> None:
+            self.log.failure("cannot listen on {endpoint}", f, endpoint=self._endpoint)
+            from twisted.internet import reactor as global_reactor
+
+            global_reactor.stop()  # type: ignore[attr-defined]
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self.port is None:
+            return None
+        return self.port.stopListening()
+
+
+class LeaderboardService(MultiService):
+    """The whole server. Children start in order store, feed, web and stop in reverse."""
+
+    log = Logger()
+
+    def __init__(
+        self, store_service: StoreService, web: WebService, feed: Service | None = None
+    ) -> None:
+        super().__init__()
+        self.store_service = store_service
+        self.web = web
+        self.feed = feed
+        store_service.setServiceParent(self)
+        if feed is not None:
+            feed.setServiceParent(self)
+        web.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        waits: list[Deferred[Any]] = [self.web.listening, self.store_service.ready]
+        d: Deferred[Any] = DeferredList(waits, fireOnOneErrback=True)
+
+        def announce(results: list[Any]) -> None:
+            port = self.web.port
+            host: Any = port.getHost() if port is not None else None
+            if self.store_service.seeded and host is not None and hasattr(host, "port"):
+                shown = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host
+                self.log.info(
+                    "demo board ready: http://{host}:{port}/boards/demo/",
+                    host=shown,
+                    port=host.port,
+                )
+
+        d.addCallback(announce)
+        d.addErrback(lambda f: None)
+
+    def resource(self) -> IResource:
+        return self.web.site.resource  # type: ignore[no-any-return]

@@ -1,0 +1,277 @@
+# -*- test-case-name: tests.test_store -*-
+"""The embedded store: SQLite (stdlib) on one dedicated worker thread, WAL-journaled."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from leaderboard.errors import AlreadyExists, NotFound, StoreUnavailable
+from leaderboard.model import Board, BoardView, Player, Standing, check_score
+from leaderboard.store._base import BoardSummary, Change, ChangeFanout, ChangeStream
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS boards (
+    id   TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS players (
+    board TEXT NOT NULL REFERENCES boards(id) ON DELETE CASCADE,
+    id    TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    score INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (board, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS players_by_rank ON players (board, score DESC, id ASC);
+"""
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a ``sqlite:///path`` URL (``sqlite:////abs/path`` for absolute)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path)")
+    return url[len(prefix) :]
+
+
+class SqliteStore:
+    """A L{leaderboard.store.Store} on a SQLite file.
+
+    Every query runs on one worker thread that owns the connection, so the reactor never
+    waits on disk and writes are serialised in arrival order. ``BEGIN IMMEDIATE`` makes
+    each write atomic even when another process shares the file; changes are announced to
+    this process's L{changes} streams only after the commit.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, reactor: IReactorThreads, inline: bool = False) -> None:
+        """``inline=True`` runs queries on the caller's thread, synchronously: for in-memory
+        unit tests only (the Deferreds fire at once), never for a server."""
+        self._path = path
+        self._inline = inline
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="leaderboard-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._fanout = ChangeFanout()
+        self.ready = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        if not self._inline:
+            self._pool.start()
+        d = self._run(self._open)
+
+        def opened(_: None) -> None:
+            self.ready = True
+            self.log.info("SQLite store open at {path}", path=self._path)
+
+        return d.addCallback(opened)
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    def stop(self) -> Deferred[None]:
+        self.ready = False
+        self._fanout.close_all()
+        if self._inline:
+            self._close()
+            return succeed(None)
+        if not self._pool.started:
+            return succeed(None)
+        d = self._run(self._close)
+
+        def stop_pool(result: object) -> object:
+            self._pool.stop()
+            return result
+
+        d.addBoth(stop_pool)
+        return d
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, f: Callable[..., T], *args: object) -> Deferred[T]:
+        def guarded() -> T:
+            try:
+                return f(*args)
+            except sqlite3.OperationalError as e:
+                raise StoreUnavailable(f"database error: {e}") from None
+
+        if self._inline:
+            return maybeDeferred(guarded)
+        return deferToThreadPool(self._reactor, self._pool, guarded)  # type: ignore[arg-type]
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable("the store is not open")
+        return self._conn
+
+    # -- boards ---------------------------------------------------------------------------
+
+    def is_empty(self) -> Deferred[bool]:
+        return self._run(
+            lambda: self._db().execute("SELECT 1 FROM boards LIMIT 1").fetchone() is None
+        )
+
+    def create_board(self, board_id: str, name: str) -> Deferred[Board]:
+        def create() -> Board:
+            try:
+                self._db().execute("INSERT INTO boards (id, name) VALUES (?, ?)", (board_id, name))
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"board {board_id!r} already exists") from None
+            return Board(board_id, name)
+
+        return self._run(create)
+
+    def _board(self, board_id: str) -> Board:
+        row = self._db().execute("SELECT name FROM boards WHERE id = ?", (board_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no board {board_id!r}")
+        return Board(board_id, row[0])
+
+    def get_board(self, board_id: str) -> Deferred[Board]:
+        return self._run(self._board, board_id)
+
+    def list_boards(self, offset: int, limit: int) -> Deferred[list[BoardSummary]]:
+        def list_() -> list[BoardSummary]:
+            rows = self._db().execute(
+                "SELECT b.id, b.name, (SELECT COUNT(*) FROM players p WHERE p.board = b.id)"
+                " FROM boards b ORDER BY b.id LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+            return [BoardSummary(i, n, c) for i, n, c in rows]
+
+        return self._run(list_)
+
+    def board_view(self, board_id: str, limit: int) -> Deferred[BoardView]:
+        def view() -> BoardView:
+            db = self._db()
+            db.execute("BEGIN")
+            try:
+                board = self._board(board_id)
+                rows = db.execute(
+                    "SELECT id, name, score FROM players WHERE board = ?"
+                    " ORDER BY score DESC, id ASC LIMIT ?",
+                    (board_id, limit),
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+            standings: list[Standing] = []
+            for i, (pid, name, score) in enumerate(rows):
+                same = standings and standings[-1].player.score == score
+                rank = standings[-1].rank if same else i + 1
+                standings.append(Standing(Player(board_id, pid, name, score), rank))
+            return BoardView(board, tuple(standings))
+
+        return self._run(view)
+
+    # -- players --------------------------------------------------------------------------
+
+    def _rank(self, board_id: str, score: int) -> int:
+        row = (
+            self._db()
+            .execute(
+                "SELECT COUNT(*) FROM players WHERE board = ? AND score > ?", (board_id, score)
+            )
+            .fetchone()
+        )
+        return int(row[0]) + 1
+
+    def _player(self, board_id: str, player_id: str) -> Player:
+        row = (
+            self._db()
+            .execute(
+                "SELECT name, score FROM players WHERE board = ? AND id = ?", (board_id, player_id)
+            )
+            .fetchone()
+        )
+        if row is None:
+            self._board(board_id)
+            raise NotFound(f"no player {player_id!r} on board {board_id!r}")
+        return Player(board_id, player_id, row[0], row[1])
+
+    def create_player(self, board_id: str, player_id: str, name: str) -> Deferred[Player]:
+        def create() -> tuple[Player, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._board(board_id)
+                try:
+                    db.execute(
+                        "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, 0)",
+                        (board_id, player_id, name),
+                    )
+                except sqlite3.IntegrityError:
+                    raise AlreadyExists(
+                        f"player {player_id!r} already exists on board {board_id!r}"
+                    ) from None
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            player = Player(board_id, player_id, name, 0)
+            return player, Change(board_id, player_id, None, player)
+
+        return self._run(create).addCallback(self._announce)
+
+    def get_player(self, board_id: str, player_id: str) -> Deferred[Standing]:
+        def get() -> Standing:
+            db = self._db()
+            db.execute("BEGIN")
+            try:
+                player = self._player(board_id, player_id)
+                return Standing(player, self._rank(board_id, player.score))
+            finally:
+                db.execute("COMMIT")
+
+        return self._run(get)
+
+    def add_score(self, board_id: str, player_id: str, amount: int) -> Deferred[Standing]:
+        def add() -> tuple[Standing, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._player(board_id, player_id)
+                score = check_score(old.score + amount)
+                db.execute(
+                    "UPDATE players SET score = ? WHERE board = ? AND id = ?",
+                    (score, board_id, player_id),
+                )
+                rank = self._rank(board_id, score)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            new = Player(board_id, player_id, old.name, score)
+            return Standing(new, rank), Change(board_id, player_id, old, new)
+
+        return self._run(add).addCallback(self._announce)
+
+    # -- changes --------------------------------------------------------------------------
+
+    def _announce(self, result: tuple[T, Change]) -> T:
+        value, change = result
+        self._fanout.emit(change)
+        return value
+
+    def changes(self) -> ChangeStream:
+        return self._fanout.subscribe()
