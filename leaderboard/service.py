@@ -146,21 +146,47 @@ class WebService(Service):
         return self.port.stopListening()
 
 
+class StreamsService(Service):
+    """Ends native streams cleanly and stops the publisher on shutdown (after the web port
+    has stopped listening, before the feed and the store stop)."""
+
+    def __init__(self, hub: Any, publisher: Any) -> None:
+        self.hub = hub
+        self.publisher = publisher
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self.hub is not None:
+            self.hub.close_all()
+        if self.publisher is not None:
+            return self.publisher.stop()  # type: ignore[no-any-return]
+        return None
+
+
 class LeaderboardService(MultiService):
     """The whole server. Children start in order store, feed, web and stop in reverse."""
 
     log = Logger()
 
     def __init__(
-        self, store_service: StoreService, web: WebService, feed: Service | None = None
+        self,
+        store_service: StoreService,
+        web: WebService,
+        feed: Service | None = None,
+        hub: Any = None,
+        publisher: Any = None,
     ) -> None:
         super().__init__()
         self.store_service = store_service
         self.web = web
         self.feed = feed
+        self.hub = hub
+        self.publisher = publisher
         store_service.setServiceParent(self)
         if feed is not None:
             feed.setServiceParent(self)
+        if hub is not None or publisher is not None:
+            StreamsService(hub, publisher).setServiceParent(self)
         web.setServiceParent(self)
 
     def startService(self) -> None:

@@ -40,6 +40,8 @@ class AppContext:
     top_n: int = DEFAULT_LIMIT
     streams: BoardStreams | None = None
     writes_need_key: bool = False
+    #: Called first by every write route; raises (401/403) when the request may not write.
+    authorize_write: Callable[[IRequest], None] = lambda request: None
     extra_routes: list[Callable[[Klein, AppContext], None]] = field(default_factory=list)
 
 

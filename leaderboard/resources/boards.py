@@ -40,6 +40,7 @@ def install(app: Klein, ctx: AppContext) -> None:
     @app.route("/boards/", methods=["POST"], strict_slashes=False)
     @inlineCallbacks
     def create_board(request: IRequest) -> Any:
+        ctx.authorize_write(request)
         body = read_body(request, {"id", "name"})
         if "name" not in body:
             raise InvalidInput("name is required")

@@ -19,6 +19,7 @@ def install(app: Klein, ctx: AppContext) -> None:
     @app.route("/boards/<board>/players/", methods=["POST"], strict_slashes=False)
     @inlineCallbacks
     def create_player(request: IRequest, board: str) -> Any:
+        ctx.authorize_write(request)
         board_id = check_id(board, "board id")
         body = read_body(request, {"id", "name"})
         if "name" not in body:
@@ -43,6 +44,7 @@ def install(app: Klein, ctx: AppContext) -> None:
     )
     @inlineCallbacks
     def score_add(request: IRequest, board: str, player: str) -> Any:
+        ctx.authorize_write(request)
         board_id = check_id(board, "board id")
         player_id = check_id(player, "player id")
         body = read_body(request, {"amount"})

@@ -1,0 +1,205 @@
+# -*- test-case-name: tests.test_feed -*-
+"""The feed loop: store changes in, coalesced per board, board events out to the sinks."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from leaderboard.errors import NotFound
+from leaderboard.model import Event, board_event
+from leaderboard.store import Change, ChangeStream, Store
+
+
+class EventSink(Protocol):
+    """Where board events go: the native SSE hub, the GRIP publisher."""
+
+    def wants(self, board: str) -> bool:
+        """Whether an event for this board would reach anyone through this sink."""
+
+    def publish(self, board: str, event: Event) -> None: ...
+
+
+class BoardFeed(Service):
+    """Consumes the store's change stream and keeps every sink at each board's current top N.
+
+    A change marks its board dirty; ``window`` seconds after the first change of a burst the
+    board is read once and its event handed to the sinks, unless the top N is unchanged
+    (same event id as last sent). Reads of one board never overlap, so events leave in
+    order; a board changed during its read is read again after the next window. A failed
+    read is retried with back-off; a failed stream is re-opened with back-off and followed
+    by a resync of every watched board. Nothing here blocks: every wait is a Deferred and
+    every timer comes from the injected clock.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: Store, sinks: list[EventSink], clock: IReactorTime,
+                 top_n: int = 5, window: float = 0.05, max_backoff: float = 10.0,
+                 max_boards: int = 100_000) -> None:
+        self.store = store
+        self.sinks = sinks
+        self.clock = clock
+        self.top_n = top_n
+        self.window = window
+        self.max_backoff = max_backoff
+        self.max_boards = max_boards
+        self._stream: ChangeStream | None = None
+        self._pending: Deferred[Change] | None = None
+        self._dirty: set[str] = set()
+        self._reading: set[str] = set()
+        self._flush_call: IDelayedCall | None = None
+        self._retry_call: IDelayedCall | None = None
+        self._last_id: dict[str, str] = {}
+        self._read_failures = 0
+        self._stream_failures = 0
+        self.running_loop = False
+        self.reads = 0
+        self.events = 0
+        self.changes_seen = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._open_stream()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        for call in (self._flush_call, self._retry_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._flush_call = self._retry_call = None
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self.running_loop = False
+        return None
+
+    def _open_stream(self) -> None:
+        self._retry_call = None
+        if not self.running:
+            return
+        try:
+            self._stream = self.store.changes()
+        except Exception:
+            self.log.failure("cannot open the change stream")
+            self._stream_failed()
+            return
+        self.running_loop = True
+        self._next()
+
+    def _next(self) -> None:
+        if self._stream is None or not self.running:
+            return
+        d = self._stream.next()
+        self._pending = d
+        d.addCallbacks(self._got, self._lost)
+
+    def _got(self, change: Change) -> None:
+        self._pending = None
+        self._stream_failures = 0
+        self.changes_seen += 1
+        if change.board is None:
+            self.resync()
+        else:
+            self.mark(change.board)
+        self._next()
+
+    def _lost(self, failure: Any) -> None:
+        self._pending = None
+        if failure.check(CancelledError) and not self.running:
+            return
+        self.log.failure("the change stream failed; re-opening", failure)
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+        self._stream_failed()
+
+    def _stream_failed(self) -> None:
+        self.running_loop = False
+        self._stream_failures += 1
+        delay = min(self.window * 2**self._stream_failures, self.max_backoff)
+        self._retry_call = self.clock.callLater(delay, self._reopen)
+
+    def _reopen(self) -> None:
+        self._open_stream()
+        # Changes may have been missed while the stream was down.
+        self.resync()
+
+    # -- coalescing -----------------------------------------------------------------------
+
+    def resync(self) -> None:
+        """Re-read every board a sink may care about (after a gap in the change stream)."""
+        watched: set[str] = set(self._last_id)
+        for sink in self.sinks:
+            boards = getattr(sink, "boards", None)
+            if callable(boards):
+                watched.update(boards())
+        for board in watched:
+            self.mark(board)
+
+    def mark(self, board: str) -> None:
+        """Note a change to ``board``; its event goes out after the coalescing window."""
+        if not any(sink.wants(board) for sink in self.sinks):
+            return
+        self._dirty.add(board)
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(self.window, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        ready = self._dirty - self._reading
+        self._dirty -= ready
+        for board in ready:
+            self._read(board)
+
+    @inlineCallbacks
+    def _read(self, board: str) -> Any:
+        self._reading.add(board)
+        self.reads += 1
+        try:
+            view = yield self.store.board_view(board, self.top_n)
+        except NotFound:
+            self._last_id.pop(board, None)
+            self._done_reading(board)
+            return
+        except Exception:
+            self._read_failures += 1
+            delay = min(self.window * 2**self._read_failures, self.max_backoff)
+            self.log.failure("reading board {board} failed; retrying in {delay:.2f}s",
+                             board=board, delay=delay)
+            self._reading.discard(board)
+            self._dirty.add(board)
+            if self._flush_call is None:
+                self._flush_call = self.clock.callLater(delay, self._flush)
+            return
+        self._read_failures = 0
+        event = board_event(view)
+        if self._last_id.get(board) != event.id:
+            self._remember(board, event.id)
+            self.events += 1
+            for sink in self.sinks:
+                try:
+                    sink.publish(board, event)
+                except Exception:
+                    self.log.failure("sink {sink!r} failed on board {board}", sink=sink,
+                                     board=board)
+        self._done_reading(board)
+
+    def _remember(self, board: str, event_id: str) -> None:
+        self._last_id.pop(board, None)
+        self._last_id[board] = event_id
+        if len(self._last_id) > self.max_boards:
+            del self._last_id[next(iter(self._last_id))]  # the least recently changed
+
+    def _done_reading(self, board: str) -> None:
+        self._reading.discard(board)
+        if board in self._dirty and self._flush_call is None:
+            self._flush_call = self.clock.callLater(self.window, self._flush)
