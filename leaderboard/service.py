@@ -79,6 +79,7 @@ class StoreService(Service):
 
         def started(_: object) -> None:
             self.is_ready = True
+            self.log.info("store ready")
             self.ready.callback(None)
 
         def failed(f: Any) -> None:

@@ -113,12 +113,17 @@ class ChangeQueue:
         return d
 
     def close(self) -> None:
+        self.fail(CancelledError("change stream closed"))
+
+    def fail(self, reason: Exception) -> None:
+        """End the stream with an error: a pending L{next} fails with ``reason`` (a store
+        whose change feed broke), so the consumer knows to re-open and resync."""
         if self._closed:
             return
         self._closed = True
         self._pending.clear()
         while self._waiting:
-            self._waiting.popleft().errback(CancelledError("change stream closed"))
+            self._waiting.popleft().errback(reason)
         if callable(self._on_close):
             self._on_close(self)
 

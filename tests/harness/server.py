@@ -50,7 +50,9 @@ class ServerProcess:
         self._listening = threading.Event()
         self._reader: threading.Thread | None = None
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 30.0, wait_ready: bool = True) -> ServerProcess:
+        """Start and wait until it listens and (``wait_ready``) its store is ready and the
+        demo board, if any, is seeded."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -89,6 +91,8 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError("twistd did not start:\n" + self.output())
+        if wait_ready:
+            self.wait_for_line(r"store ready", timeout)
         return self
 
     def _read(self) -> None:
