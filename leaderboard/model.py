@@ -8,7 +8,7 @@ import json
 import re
 import secrets
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from leaderboard.errors import InvalidInput, ScoreOutOfRange
@@ -25,10 +25,21 @@ MAX_NAME_LENGTH = 64
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
+#: Board orders: ``desc`` (highest score first, the default) or ``asc`` (lowest first,
+#: for times and the like).
+ORDERS = ("desc", "asc")
+#: How ``POST .../score/`` combines a submitted score with the stored one.
+OPERATORS = ("incr", "set", "best")
+MAX_METADATA_BYTES = 4096
+
+
 @dataclass(frozen=True)
 class Board:
     id: str
     name: str
+    order: str = "desc"
+    operator: str = "incr"
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,44 @@ def check_limit(value: object) -> int:
     return value
 
 
+def check_choice(value: object, what: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInput(f"{what} must be one of: {', '.join(choices)}")
+    return value
+
+
+def check_metadata(value: object) -> dict[str, Any]:
+    """Free-form board metadata: a JSON object of at most 4 KiB once encoded."""
+    if not isinstance(value, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    return value
+
+
+def check_score_value(value: object, what: str = "score") -> int:
+    """A submitted score: an integer (not a bool, float or string) within +-(2^53 - 1)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be an integer")
+    if abs(value) > MAX_SCORE:
+        raise InvalidInput(f"{what} must be between -{MAX_SCORE} and {MAX_SCORE}")
+    return value
+
+
+def apply_operator(operator: str, order: str, old: int | None, submitted: int) -> int:
+    """The score a submission leaves: ``incr`` adds, ``set`` replaces, ``best`` keeps the
+    better of the two for the board's order. A new player (``old`` None) starts at the
+    submitted score under every operator."""
+    if old is None:
+        return check_score(submitted)
+    if operator == "incr":
+        return check_score(old + submitted)
+    if operator == "set":
+        return submitted
+    return max(old, submitted) if order == "desc" else min(old, submitted)
+
+
 def new_id() -> str:
     """A fresh random id that passes L{check_id} (16 URL-safe characters)."""
     return secrets.token_urlsafe(12)
@@ -115,14 +164,15 @@ def new_id() -> str:
 # -- ranking ------------------------------------------------------------------------------
 
 
-def rank_key(player: Player) -> tuple[int, str]:
-    """The documented order on a board: score descending, then player id ascending."""
-    return (-player.score, player.id)
+def rank_key(player: Player, order: str = "desc") -> tuple[int, str]:
+    """The documented order on a board: score descending (ascending on an ``asc`` board),
+    then player id ascending."""
+    return (-player.score if order == "desc" else player.score, player.id)
 
 
-def rank_all(players: list[Player]) -> list[Standing]:
+def rank_all(players: list[Player], order: str = "desc") -> list[Standing]:
     """Competition ranks ("1224") for a list of one board's players, in rank order."""
-    ordered = sorted(players, key=rank_key)
+    ordered = sorted(players, key=lambda p: rank_key(p, order))
     out: list[Standing] = []
     for i, p in enumerate(ordered):
         if i and ordered[i - 1].score == p.score:
@@ -147,12 +197,39 @@ def player_data(s: Standing) -> dict[str, Any]:
     return data
 
 
-def board_data(view: BoardView) -> dict[str, Any]:
+def board_info(board: Board) -> dict[str, Any]:
+    """A board without its players: id, name, order, operator, metadata."""
     return {
-        "id": view.board.id,
-        "name": view.board.name,
-        "players": [standing_data(s) for s in view.standings],
+        "id": board.id,
+        "name": board.name,
+        "order": board.order,
+        "operator": board.operator,
+        "metadata": board.metadata,
     }
+
+
+def board_data(view: BoardView) -> dict[str, Any]:
+    data = board_info(view.board)
+    data["players"] = [standing_data(s) for s in view.standings]
+    return data
+
+
+def ranked_run(players: list[Player], first_rank: int, first_position: int) -> list[Standing]:
+    """Competition ranks for a consecutive run of a board's ranking.
+
+    ``first_rank`` is the rank of ``players[0]`` and ``first_position`` its 1-based place in
+    the full ordering; a later player's rank is its position unless it ties the one before.
+    """
+    out: list[Standing] = []
+    for i, p in enumerate(players):
+        if i == 0:
+            rank = first_rank
+        elif out[-1].player.score == p.score:
+            rank = out[-1].rank
+        else:
+            rank = first_position + i
+        out.append(Standing(p, rank))
+    return out
 
 
 def encode_json(data: object) -> bytes:
@@ -167,6 +244,16 @@ class Event:
     id: str
     data: bytes
     encoded: bytes
+    #: The stream's last event (the board was deleted): listeners are closed after it.
+    final: bool = False
+
+
+def deleted_event(board_id: str) -> Event:
+    """The last event of a deleted board's streams: ``event: deleted``."""
+    data = json.dumps({"id": board_id, "deleted": True}, separators=(",", ":")).encode("utf-8")
+    event_id = hashlib.sha256(b"deleted:" + data).hexdigest()[:16]
+    encoded = b"event: deleted\nid: " + event_id.encode("ascii") + b"\ndata: " + data + b"\n\n"
+    return Event(event_id, data, encoded, final=True)
 
 
 def board_event(view: BoardView) -> Event:

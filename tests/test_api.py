@@ -228,7 +228,8 @@ def test_create_board_and_player(api: Api) -> None:
     resp, data = api.call("POST", "/boards/", json_body={"name": "Chess", "id": "chess"})
     assert resp.code == 201
     assert resp.headers.getRawHeaders(b"location") == [b"/boards/chess/"]
-    assert data == {"id": "chess", "name": "Chess", "players": []}
+    assert data == {"id": "chess", "name": "Chess", "order": "desc", "operator": "incr",
+                    "metadata": {}, "players": []}
     resp, data = api.call("POST", "/boards/chess/players/", json_body={"name": "Magnus"})
     assert resp.code == 201
     pid = data["id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -168,3 +169,140 @@ async def test_200_concurrent_adds_are_atomic(store: Any) -> None:
     await board_with(store, "b", {"p": 0})
     await gatherResults([store.add_score("b", "p", 1) for _ in range(200)])
     assert (await store.get_player("b", "p")).player.score == 200
+
+
+# -- board options, operators, rankings, renames and deletes (every store kind) -----------
+
+
+async def ranking(store: Any, board: str) -> list[tuple[str, int, int]]:
+    rows = await store.list_players(board, 0, 100)
+    return [(s.player.id, s.player.score, s.rank) for s in rows]
+
+
+@pytest_twisted.ensureDeferred
+async def test_board_options_are_kept(store: Any) -> None:
+    b = await store.create_board("t", "Times", "asc", "best", {"unit": "ms", "laps": [1, 2]})
+    assert (b.order, b.operator, b.metadata) == ("asc", "best", {"unit": "ms", "laps": [1, 2]})
+    again = await store.get_board("t")
+    assert again == b
+    plain = await store.create_board("p", "Plain")
+    assert (plain.order, plain.operator, plain.metadata) == ("desc", "incr", {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_ascending_board_ranks_lowest_first(store: Any) -> None:
+    await store.create_board("t", "Times", "asc", "set")
+    for pid, score in {"c": 30, "a": 10, "b": 10, "d": -5}.items():
+        await store.submit_score("t", pid, score, pid.upper())
+    assert await ranking(store, "t") == [("d", -5, 1), ("a", 10, 2), ("b", 10, 2), ("c", 30, 4)]
+    view = await store.board_view("t", 2)
+    assert [(s.player.id, s.rank) for s in view.standings] == [("d", 1), ("a", 2)]
+    assert (await store.get_player("t", "c")).rank == 4
+    s = await store.add_score("t", "c", -40)
+    assert (s.player.score, s.rank) == (-10, 1)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "order,operator,submissions,final",
+    [
+        ("desc", "incr", [5, 7, -2], 10),
+        ("desc", "set", [5, 7, -2], -2),
+        ("desc", "best", [5, 7, -2], 7),
+        ("asc", "best", [5, 7, -2], -2),
+        ("asc", "best", [5, 3, 9], 3),
+        ("asc", "set", [5, 3, 9], 9),
+    ],
+)
+async def test_submit_score_applies_the_operator(
+    store: Any, order: str, operator: str, submissions: list[int], final: int
+) -> None:
+    await store.create_board("b", "B", order, operator)
+    first = await store.submit_score("b", "p", submissions[0], "Pat")
+    assert (first.player.name, first.player.score, first.rank) == ("Pat", submissions[0], 1)
+    for score in submissions[1:]:
+        result = await store.submit_score("b", "p", score)
+    assert result.player.score == final
+    assert (await store.get_player("b", "p")).player.score == final
+
+
+@pytest_twisted.ensureDeferred
+async def test_submit_score_needs_a_name_for_a_new_player(store: Any) -> None:
+    await store.create_board("b", "B")
+    await expect_error(store.submit_score("b", "nobody", 5), NotFound)
+    await expect_error(store.submit_score("zzz", "p", 5, "P"), NotFound)
+    s = await store.submit_score("b", "p", 5, "P")
+    await expect_error(store.submit_score("b", "p", MAX_SCORE, "P"), ScoreOutOfRange)
+    assert (await store.get_player("b", "p")).player.score == s.player.score == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_players_pages_the_whole_ranking(store: Any) -> None:
+    scores = {f"p{i:02d}": (i * 7) % 10 for i in range(25)}
+    await board_with(store, "b", scores)
+    everything = await ranking(store, "b")
+    assert len(everything) == 25
+    paged: list[tuple[str, int, int]] = []
+    for offset in range(0, 25, 10):
+        rows = await store.list_players("b", offset, 10)
+        paged += [(s.player.id, s.player.score, s.rank) for s in rows]
+    assert paged == everything
+    expected = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    assert [pid for pid, _, _ in everything] == [pid for pid, _ in expected]
+    for pid, score, rank in everything:
+        assert rank == 1 + sum(1 for s in scores.values() if s > score)
+    assert await store.list_players("b", 100, 10) == []
+    await expect_error(store.list_players("zzz", 0, 10), NotFound)
+
+
+@pytest_twisted.ensureDeferred
+async def test_around_gives_neighbours_with_ranks(store: Any) -> None:
+    await board_with(store, "b", {"a": 50, "b": 40, "c": 40, "d": 30, "e": 20, "f": 10})
+    rows = await store.around("b", "d", 2)
+    assert [(s.player.id, s.rank) for s in rows] == [("b", 2), ("c", 2), ("d", 4), ("e", 5), ("f", 6)]
+    top = await store.around("b", "a", 1)
+    assert [(s.player.id, s.rank) for s in top] == [("a", 1), ("b", 2)]
+    alone = await store.around("b", "c", 0)
+    assert [(s.player.id, s.rank) for s in alone] == [("c", 2)]
+    await expect_error(store.around("b", "zzz", 1), NotFound)
+
+
+@pytest_twisted.ensureDeferred
+async def test_rename_keeps_score_and_announces(store: Any) -> None:
+    await board_with(store, "b", {"p": 9})
+    stream = store.changes()
+    try:
+        s = await store.rename_player("b", "p", "New Name")
+        assert (s.player.name, s.player.score, s.rank) == ("New Name", 9, 1)
+        assert (await store.get_player("b", "p")).player.name == "New Name"
+        change = await next_change(stream)
+        while change.board is None:
+            change = await next_change(stream)
+        assert change.new == Player("b", "p", "New Name", 9)
+    finally:
+        stream.close()
+    await expect_error(store.rename_player("b", "zzz", "X"), NotFound)
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_player_and_board(store: Any) -> None:
+    await board_with(store, "b", {"p": 9, "q": 3})
+    await store.delete_player("b", "p")
+    await expect_error(store.get_player("b", "p"), NotFound)
+    assert await ranking(store, "b") == [("q", 3, 1)]
+    await expect_error(store.delete_player("b", "p"), NotFound)
+    stream = store.changes()
+    try:
+        await store.delete_board("b")
+        change = await next_change(stream)
+        while change.board is None:
+            change = await next_change(stream)
+        assert change.board == "b"
+    finally:
+        stream.close()
+    await expect_error(store.get_board("b"), NotFound)
+    await expect_error(store.get_player("b", "q"), NotFound)
+    await expect_error(store.delete_board("b"), NotFound)
+    # The id is free again, and the new board starts empty.
+    await store.create_board("b", "Again")
+    assert (await store.board_view("b", 5)).standings == ()

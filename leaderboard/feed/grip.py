@@ -17,11 +17,13 @@ from gripcontrol import (  # type: ignore[import-untyped]
     validate_sig,
 )
 from pubcontrol import Item  # type: ignore[import-untyped]
+from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
 
 __all__ = [
     "GripProxy",
@@ -93,7 +95,7 @@ def _parse_one(uri: str) -> GripProxy:
     if not parts.hostname:
         raise ValueError(f"GRIP_URL entry {_redact(uri)!r}: no host")
     try:
-        parts.port
+        _ = parts.port
     except ValueError:
         raise ValueError(f"GRIP_URL entry {_redact(uri)!r}: bad port") from None
     username = unquote(parts.username) if parts.username is not None else None
@@ -170,9 +172,7 @@ def grip_request_verified(sig_header: bytes | None, proxies: list[GripProxy]) ->
         token = sig_header.decode("ascii")
     except UnicodeDecodeError:
         return False
-    return any(
-        bool(validate_sig(token, proxy.verify_key, proxy.verify_iss)) for proxy in keyed
-    )
+    return any(bool(validate_sig(token, proxy.verify_key, proxy.verify_iss)) for proxy in keyed)
 
 
 def channel_for_board(board_id: str) -> str:
@@ -292,9 +292,6 @@ class GripPublisher:
     def _make_client(self, reactor: IReactorTime, http: Any) -> Any:
         if http is not None and hasattr(http, "post"):
             return http
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool
-
         agent = http
         if agent is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
@@ -325,12 +322,12 @@ class GripPublisher:
                 lane = self._lanes[(index, channel)] = _Lane(proxy=proxy, channel=channel)
             waiter: Deferred[None] = Deferred()
             waiters.append(waiter)
-            if lane.pending is not None:
-                self.superseded += 1
-                self._settle(lane.pending)
-            lane.pending = _Pending(content, event_id, prev_id, [waiter])
+            superseded, lane.pending = lane.pending, _Pending(content, event_id, prev_id, [waiter])
             if lane.in_flight is None and lane.retry_call is None:
                 self._send(lane)
+            if superseded is not None:
+                self.superseded += 1
+                self._settle(superseded)
         done: Deferred[Any] = DeferredList(waiters)
         return done.addCallback(lambda _: None)
 
@@ -405,14 +402,14 @@ class GripPublisher:
             channel=lane.channel,
             proxy=lane.proxy.control_uri,
         )
-        self._settle(pending)
         if lane.pending is not None and not self._stopped:
             self._send(lane)
+        self._settle(pending)
 
     def _failed(self, lane: _Lane, pending: _Pending, failure: Failure) -> None:
         lane.in_flight = None
-        self._settle(pending)
         if self._stopped:
+            self._settle(pending)
             return
         self.failed += 1
         error = failure.value
@@ -428,6 +425,7 @@ class GripPublisher:
             )
             if lane.pending is not None:
                 self._send(lane)
+            self._settle(pending)
             return
         if lane.pending is None:
             lane.pending = pending
@@ -444,6 +442,7 @@ class GripPublisher:
             delay=delay,
         )
         lane.retry_call = self._reactor.callLater(delay, self._retry, lane)
+        self._settle(pending)
 
     def _retry(self, lane: _Lane) -> None:
         lane.retry_call = None
@@ -458,4 +457,3 @@ def _describe(failure: Failure) -> str:
     if isinstance(error, (TxTimeoutError, CancelledError)):
         return "timed out"
     return f"{type(error).__name__}: {error}"
-

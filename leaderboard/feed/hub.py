@@ -161,9 +161,12 @@ class SseHub:
             return  # the listeners have this state already
         self._latest[board] = event
         data = event.encoded
+        count = len(listeners)
         for listener in list(listeners):
             listener.send(data)
-        self.events_sent += len(listeners)
+            if event.final:
+                listener.close()
+        self.events_sent += count
 
     def _schedule_keepalive(self) -> None:
         self._keepalive_call = self.clock.callLater(self.keepalive_seconds, self._keepalive)

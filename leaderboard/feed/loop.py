@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -11,7 +12,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from leaderboard.errors import NotFound
-from leaderboard.model import Event, board_event
+from leaderboard.model import Event, board_event, deleted_event
 from leaderboard.store import Change, ChangeStream, Store
 
 
@@ -173,8 +174,8 @@ class BoardFeed(Service):
         except Exception:
             self._read_failures += 1
             delay = min(self.window * 2**self._read_failures, self.max_backoff)
-            self.log.failure("reading board {board} failed; retrying in {delay:.2f}s",
-                             board=board, delay=delay)
+            self.log.warn("reading board {board} failed ({error}); retrying in {delay:.2f}s",
+                          board=board, delay=delay, error=str(sys.exc_info()[1]))
             self._reading.discard(board)
             self._dirty.add(board)
             if self._flush_call is None:
@@ -184,14 +185,16 @@ class BoardFeed(Service):
         event = board_event(view)
         if self._last_id.get(board) != event.id:
             self._remember(board, event.id)
-            self.events += 1
-            for sink in self.sinks:
-                try:
-                    sink.publish(board, event)
-                except Exception:
-                    self.log.failure("sink {sink!r} failed on board {board}", sink=sink,
-                                     board=board)
+            self._send(board, event)
         self._done_reading(board)
+
+    def _send(self, board: str, event: Event) -> None:
+        self.events += 1
+        for sink in self.sinks:
+            try:
+                sink.publish(board, event)
+            except Exception:
+                self.log.failure("sink {sink!r} failed on board {board}", sink=sink, board=board)
 
     def _remember(self, board: str, event_id: str) -> None:
         self._last_id.pop(board, None)

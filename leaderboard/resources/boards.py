@@ -10,7 +10,18 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
 from leaderboard.errors import InvalidInput, LeaderboardError
-from leaderboard.model import board_data, check_id, check_limit, check_name, new_id
+from leaderboard.model import (
+    OPERATORS,
+    ORDERS,
+    BoardView,
+    board_data,
+    check_choice,
+    check_id,
+    check_limit,
+    check_metadata,
+    check_name,
+    new_id,
+)
 from leaderboard.resources._app import AppContext
 from leaderboard.resources._http import json_response, preferred_type, read_body
 
@@ -22,6 +33,13 @@ LIST_LIMIT = 20
 class NotAcceptable(LeaderboardError):
     status = 406
     code = "not_acceptable"
+
+
+def offset_arg(request: IRequest) -> int:
+    text = query_arg(request, "offset") or "0"
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise InvalidInput("offset must be a non-negative integer below 10^9")
+    return int(text)
 
 
 def query_arg(request: IRequest, name: str) -> str | None:
@@ -41,22 +59,30 @@ def install(app: Klein, ctx: AppContext) -> None:
     @inlineCallbacks
     def create_board(request: IRequest) -> Any:
         ctx.authorize_write(request)
-        body = read_body(request, {"id", "name"})
+        body = read_body(request, {"id", "name", "order", "operator", "metadata"})
         if "name" not in body:
             raise InvalidInput("name is required")
         name = check_name(body["name"])
         board_id = check_id(body["id"], "id") if "id" in body else new_id()
-        board = yield ctx.store.create_board(board_id, name)
+        order = check_choice(body.get("order", "desc"), "order", ORDERS)
+        operator = check_choice(body.get("operator", "incr"), "operator", OPERATORS)
+        metadata = check_metadata(body.get("metadata", {}))
+        board = yield ctx.store.create_board(board_id, name, order, operator, metadata)
         request.setHeader(b"Location", f"/boards/{board.id}/".encode("ascii"))
-        return json_response(request, {"id": board.id, "name": board.name, "players": []}, 201)
+        return json_response(request, board_data(BoardView(board, ())), 201)
+
+    @app.route("/boards/<board>/", methods=["DELETE"], strict_slashes=False)
+    @inlineCallbacks
+    def delete_board(request: IRequest, board: str) -> Any:
+        ctx.authorize_write(request)
+        yield ctx.store.delete_board(check_id(board, "board id"))
+        request.setResponseCode(204)
+        return b""
 
     @app.route("/boards/", methods=["GET"], strict_slashes=False)
     @inlineCallbacks
     def list_boards(request: IRequest) -> Any:
-        offset_arg = query_arg(request, "offset") or "0"
-        if not offset_arg.isascii() or not offset_arg.isdigit() or len(offset_arg) > 9:
-            raise InvalidInput("offset must be a non-negative integer")
-        offset = int(offset_arg)
+        offset = offset_arg(request)
         limit_arg = query_arg(request, "limit")
         limit = LIST_LIMIT if limit_arg is None else check_limit(limit_arg)
         rows = yield ctx.store.list_boards(offset, limit + 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 
@@ -61,11 +61,23 @@ class Store(Protocol):
     def is_empty(self) -> Deferred[bool]:
         """True when no board exists (used to seed the demo board)."""
 
-    def create_board(self, board_id: str, name: str) -> Deferred[Board]: ...
+    def create_board(
+        self,
+        board_id: str,
+        name: str,
+        order: str = "desc",
+        operator: str = "incr",
+        metadata: dict[str, Any] | None = None,
+    ) -> Deferred[Board]:
+        """A new board; ``order`` (desc/asc) and ``operator`` (incr/set/best) are fixed."""
 
     def get_board(self, board_id: str) -> Deferred[Board]: ...
 
-    def list_boards(self, offset: int, limit: int) -> Deferred[list[BoardSummary]]: ...
+    def list_boards(self, offset: int, limit: int) -> Deferred[list[BoardSummary]]:
+        """Boards by id, with their player counts."""
+
+    def delete_board(self, board_id: str) -> Deferred[None]:
+        """Delete a board and its players; announced as a L{Change} with no player."""
 
     def create_player(self, board_id: str, player_id: str, name: str) -> Deferred[Player]: ...
 
@@ -74,8 +86,24 @@ class Store(Protocol):
     def add_score(self, board_id: str, player_id: str, amount: int) -> Deferred[Standing]:
         """Atomically add ``amount``; the result carries the new score and rank."""
 
+    def submit_score(
+        self, board_id: str, player_id: str, score: int, name: str | None = None
+    ) -> Deferred[Standing]:
+        """Apply the board's operator (see L{leaderboard.model.apply_operator}) atomically,
+        creating the player when it is missing and ``name`` is given."""
+
+    def rename_player(self, board_id: str, player_id: str, name: str) -> Deferred[Standing]: ...
+
+    def delete_player(self, board_id: str, player_id: str) -> Deferred[None]: ...
+
     def board_view(self, board_id: str, limit: int) -> Deferred[BoardView]:
         """The board and its top ``limit`` players in rank order."""
+
+    def list_players(self, board_id: str, offset: int, limit: int) -> Deferred[list[Standing]]:
+        """A page of the board's whole ranking, in rank order, with ranks."""
+
+    def around(self, board_id: str, player_id: str, n: int) -> Deferred[list[Standing]]:
+        """The player and up to ``n`` players either side of it in the ranking."""
 
     def changes(self) -> ChangeStream:
         """A stream of every committed player write from now on."""

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorThreads
@@ -14,7 +15,15 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from leaderboard.errors import AlreadyExists, NotFound, StoreUnavailable
-from leaderboard.model import Board, BoardView, Player, Standing, check_score
+from leaderboard.model import (
+    Board,
+    BoardView,
+    Player,
+    Standing,
+    apply_operator,
+    check_score,
+    ranked_run,
+)
 from leaderboard.store._base import BoardSummary, Change, ChangeFanout, ChangeStream
 
 T = TypeVar("T")
@@ -32,7 +41,15 @@ CREATE TABLE IF NOT EXISTS players (
     PRIMARY KEY (board, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS players_by_rank ON players (board, score DESC, id ASC);
+CREATE INDEX IF NOT EXISTS players_by_rank_asc ON players (board, score ASC, id ASC);
 """
+
+#: Columns added after the first release, with their definitions: added on open if missing.
+_BOARD_COLUMNS = {
+    "sort_order": "TEXT NOT NULL DEFAULT 'desc'",
+    "operator": "TEXT NOT NULL DEFAULT 'incr'",
+    "metadata": "TEXT NOT NULL DEFAULT '{}'",
+}
 
 
 def sqlite_path(url: str) -> str:
@@ -85,6 +102,10 @@ class SqliteStore:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(boards)")}
+        for column, definition in _BOARD_COLUMNS.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE boards ADD COLUMN {column} {definition}")
         self._conn = conn
 
     def stop(self) -> Deferred[None]:
@@ -132,21 +153,36 @@ class SqliteStore:
             lambda: self._db().execute("SELECT 1 FROM boards LIMIT 1").fetchone() is None
         )
 
-    def create_board(self, board_id: str, name: str) -> Deferred[Board]:
+    def create_board(
+        self,
+        board_id: str,
+        name: str,
+        order: str = "desc",
+        operator: str = "incr",
+        metadata: dict[str, Any] | None = None,
+    ) -> Deferred[Board]:
+        board = Board(board_id, name, order, operator, dict(metadata or {}))
+
         def create() -> Board:
             try:
-                self._db().execute("INSERT INTO boards (id, name) VALUES (?, ?)", (board_id, name))
+                self._db().execute(
+                    "INSERT INTO boards (id, name, sort_order, operator, metadata)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (board_id, name, order, operator, json.dumps(board.metadata)),
+                )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"board {board_id!r} already exists") from None
-            return Board(board_id, name)
+            return board
 
         return self._run(create)
 
     def _board(self, board_id: str) -> Board:
-        row = self._db().execute("SELECT name FROM boards WHERE id = ?", (board_id,)).fetchone()
+        row = self._db().execute(
+            "SELECT name, sort_order, operator, metadata FROM boards WHERE id = ?", (board_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no board {board_id!r}")
-        return Board(board_id, row[0])
+        return Board(board_id, row[0], row[1], row[2], json.loads(row[3]))
 
     def get_board(self, board_id: str) -> Deferred[Board]:
         return self._run(self._board, board_id)
@@ -168,33 +204,49 @@ class SqliteStore:
             db.execute("BEGIN")
             try:
                 board = self._board(board_id)
-                rows = db.execute(
-                    "SELECT id, name, score FROM players WHERE board = ?"
-                    " ORDER BY score DESC, id ASC LIMIT ?",
-                    (board_id, limit),
-                ).fetchall()
+                players = self._ranking(board, 0, limit)
             finally:
                 db.execute("COMMIT")
-            standings: list[Standing] = []
-            for i, (pid, name, score) in enumerate(rows):
-                same = standings and standings[-1].player.score == score
-                rank = standings[-1].rank if same else i + 1
-                standings.append(Standing(Player(board_id, pid, name, score), rank))
-            return BoardView(board, tuple(standings))
+            return BoardView(board, tuple(ranked_run(players, 1, 1)))
 
         return self._run(view)
 
     # -- players --------------------------------------------------------------------------
 
-    def _rank(self, board_id: str, score: int) -> int:
-        row = (
-            self._db()
-            .execute(
-                "SELECT COUNT(*) FROM players WHERE board = ? AND score > ?", (board_id, score)
-            )
-            .fetchone()
+    def _ranking(self, board: Board, offset: int, limit: int) -> list[Player]:
+        """Players ``offset`` .. ``offset + limit`` of the board's ranking, from its index."""
+        direction = "DESC" if board.order == "desc" else "ASC"
+        rows = self._db().execute(
+            f"SELECT id, name, score FROM players WHERE board = ?"  # noqa: S608 - fixed words
+            f" ORDER BY score {direction}, id ASC LIMIT ? OFFSET ?",
+            (board.id, limit, offset),
         )
+        return [Player(board.id, pid, name, score) for pid, name, score in rows]
+
+    def _rank(self, board: Board, score: int) -> int:
+        """1 + the number of players with a strictly better score."""
+        better = ">" if board.order == "desc" else "<"
+        row = self._db().execute(
+            f"SELECT COUNT(*) FROM players WHERE board = ? AND score {better} ?",  # noqa: S608
+            (board.id, score),
+        ).fetchone()
         return int(row[0]) + 1
+
+    def _position(self, board: Board, player: Player) -> int:
+        """The player's 1-based place in the full ordering (ties broken by id)."""
+        better = ">" if board.order == "desc" else "<"
+        row = self._db().execute(
+            f"SELECT COUNT(*) FROM players WHERE board = ? AND"  # noqa: S608
+            f" (score {better} ? OR (score = ? AND id < ?))",
+            (board.id, player.score, player.score, player.id),
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def _standings(self, board: Board, offset: int, limit: int) -> list[Standing]:
+        players = self._ranking(board, offset, limit)
+        if not players:
+            return []
+        return ranked_run(players, self._rank(board, players[0].score), offset + 1)
 
     def _player(self, board_id: str, player_id: str) -> Player:
         row = (
@@ -239,7 +291,7 @@ class SqliteStore:
             db.execute("BEGIN")
             try:
                 player = self._player(board_id, player_id)
-                return Standing(player, self._rank(board_id, player.score))
+                return Standing(player, self._rank(self._board(board_id), player.score))
             finally:
                 db.execute("COMMIT")
 
@@ -256,7 +308,7 @@ class SqliteStore:
                     "UPDATE players SET score = ? WHERE board = ? AND id = ?",
                     (score, board_id, player_id),
                 )
-                rank = self._rank(board_id, score)
+                rank = self._rank(self._board(board_id), score)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -265,6 +317,130 @@ class SqliteStore:
             return Standing(new, rank), Change(board_id, player_id, old, new)
 
         return self._run(add).addCallback(self._announce)
+
+    def submit_score(
+        self, board_id: str, player_id: str, score: int, name: str | None = None
+    ) -> Deferred[Standing]:
+        """Apply the board's operator to a submitted score; create the player first when it
+        does not exist and ``name`` is given."""
+
+        def submit() -> tuple[Standing, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                board = self._board(board_id)
+                row = db.execute(
+                    "SELECT name, score FROM players WHERE board = ? AND id = ?",
+                    (board_id, player_id),
+                ).fetchone()
+                if row is None and name is None:
+                    raise NotFound(
+                        f"no player {player_id!r} on board {board_id!r} (give a name to create it)"
+                    )
+                old = None if row is None else Player(board_id, player_id, row[0], row[1])
+                new_score = apply_operator(
+                    board.operator, board.order, None if old is None else old.score, score
+                )
+                new = Player(board_id, player_id, old.name if old else str(name), new_score)
+                if old is None:
+                    db.execute(
+                        "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, ?)",
+                        (board_id, player_id, new.name, new_score),
+                    )
+                elif new_score != old.score:
+                    db.execute(
+                        "UPDATE players SET score = ? WHERE board = ? AND id = ?",
+                        (new_score, board_id, player_id),
+                    )
+                rank = self._rank(board, new_score)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return Standing(new, rank), Change(board_id, player_id, old, new)
+
+        return self._run(submit).addCallback(self._announce)
+
+    def list_players(self, board_id: str, offset: int, limit: int) -> Deferred[list[Standing]]:
+        def list_() -> list[Standing]:
+            db = self._db()
+            db.execute("BEGIN")
+            try:
+                return self._standings(self._board(board_id), offset, limit)
+            finally:
+                db.execute("COMMIT")
+
+        return self._run(list_)
+
+    def around(self, board_id: str, player_id: str, n: int) -> Deferred[list[Standing]]:
+        """The player with up to ``n`` neighbours above and below, in rank order."""
+
+        def around() -> list[Standing]:
+            db = self._db()
+            db.execute("BEGIN")
+            try:
+                board = self._board(board_id)
+                player = self._player(board_id, player_id)
+                position = self._position(board, player)
+                start = max(0, position - 1 - n)
+                return self._standings(board, start, position - 1 - start + n + 1)
+            finally:
+                db.execute("COMMIT")
+
+        return self._run(around)
+
+    def rename_player(self, board_id: str, player_id: str, name: str) -> Deferred[Standing]:
+        def rename() -> tuple[Standing, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._player(board_id, player_id)
+                db.execute(
+                    "UPDATE players SET name = ? WHERE board = ? AND id = ?",
+                    (name, board_id, player_id),
+                )
+                rank = self._rank(self._board(board_id), old.score)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            new = Player(board_id, player_id, name, old.score)
+            return Standing(new, rank), Change(board_id, player_id, old, new)
+
+        return self._run(rename).addCallback(self._announce)
+
+    def delete_player(self, board_id: str, player_id: str) -> Deferred[None]:
+        def delete() -> tuple[None, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._player(board_id, player_id)
+                db.execute("DELETE FROM players WHERE board = ? AND id = ?", (board_id, player_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return None, Change(board_id, player_id, old, None)
+
+        return self._run(delete).addCallback(self._announce)
+
+    def delete_board(self, board_id: str) -> Deferred[None]:
+        """Delete a board and all its players (one change with no player: the board)."""
+
+        def delete() -> tuple[None, Change]:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._board(board_id)
+                db.execute("DELETE FROM players WHERE board = ?", (board_id,))
+                db.execute("DELETE FROM boards WHERE id = ?", (board_id,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return None, Change(board_id)
+
+        return self._run(delete).addCallback(self._announce)
 
     # -- changes --------------------------------------------------------------------------
 

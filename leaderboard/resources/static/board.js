@@ -109,13 +109,12 @@
      server's message; anything else is a reason to retry, with backoff. */
   async function checkBoard() {
     const result = await LB.request("GET", streamUrl);
-    if (ended) {
-      return;
+    if (ended || source !== null) {
+      return;  /* ended meanwhile, or already reconnected (the browser came back online) */
     }
     if (result.status >= 400 && result.status < 500 && result.status !== 408 &&
         result.status !== 429) {
-      endBoard(result.status === 404 ? "This board does not exist (any more)." : result.message,
-               result.status === 404 ? result.message : "");
+      endBoard("This board is not available: " + result.message);
       return;
     }
     const wait = retryDelay + Math.random() * retryDelay * 0.3;
@@ -123,7 +122,7 @@
     retryTimer = setTimeout(connect, wait);
   }
 
-  function endBoard(message, detail) {
+  function endBoard(message) {
     ended = true;
     clearTimeout(retryTimer);
     if (source) {
@@ -132,7 +131,7 @@
     }
     setConnection("ended");
     body.dataset.boardEnded = "true";
-    boardMessage.textContent = detail && detail !== message ? message + " " + detail : message;
+    boardMessage.textContent = message;
     boardMessage.hidden = false;
     moveFocusOffWrites(boardMessage);
   }

@@ -21,6 +21,9 @@
 
   function describe(board) {
     if (typeof board.players === "number") {
+      if (board.players === 0) {
+        return "no players yet";
+      }
       return board.players === 1 ? "1 player" : LB.formatScore(board.players) + " players";
     }
     if (Array.isArray(board.players)) {
@@ -137,7 +140,9 @@
       setReadOnly();
     } else {
       formMessage.textContent = result.message;
-      (id && /\bid\b/.test(result.message) ? idInput : nameInput).focus();
+      const code = result.data && result.data.error ? result.data.error.code : "";
+      const aboutId = id && (code === "already_exists" || /\bid\b/.test(result.message));
+      (aboutId ? idInput : nameInput).focus();
     }
   });
 
