@@ -168,7 +168,9 @@ class BoardFeed(Service):
         try:
             view = yield self.store.board_view(board, self.top_n)
         except NotFound:
+            # The board is gone: its listeners get a last ``deleted`` event.
             self._last_id.pop(board, None)
+            self._send(board, deleted_event(board))
             self._done_reading(board)
             return
         except Exception:
