@@ -375,3 +375,35 @@ def test_phone_width_keeps_the_board_usable(server: Server, browser: Browser) ->
         w.check()
     finally:
         w.page.context.close()
+
+
+def test_the_same_page_through_pushpin(tmp_path: Path, watched: Watched) -> None:
+    """The page's EventSource gets GRIP-held streams through Pushpin, fed by publishes."""
+    from tests.harness.pushpin import pushpin_for
+    from tests.harness.server import ServerProcess
+    from tests.test_realtime import free_port
+
+    port = free_port()
+    with pushpin_for(port) as pushpin:
+        proc = ServerProcess(
+            tmp_path,
+            ["--database-url", f"sqlite:///{tmp_path / 'pp.sqlite3'}"],
+            env={"GRIP_URL": pushpin.grip_url_verified},
+            port=f"tcp:{port}:interface=127.0.0.1",
+        ).start()
+        try:
+            srv = Server(pushpin.http_url, proc.proc, tmp_path / "unused.log")  # type: ignore[arg-type]
+            page = watched.page
+            page.goto(pushpin.http_url + "/boards/demo/")
+            expect(rows(page)).to_have_count(5)
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            status, _ = srv.api("POST", "/boards/demo/players/butters/score-add/", {"amount": 20})
+            assert status == 200
+            expect(rows(page).first).to_have_attribute("data-player-id", "butters", timeout=LIVE_MS)
+            page.get_by_role("button", name="Add one point to Kyle").click()
+            expect(row(page, "kyle").locator(".score-value")).to_have_text("11", timeout=LIVE_MS)
+            page.screenshot(path=str(tmp_path / "board-through-pushpin.png"))
+            assert (tmp_path / "board-through-pushpin.png").stat().st_size > 0
+            watched.check()
+        finally:
+            proc.stop()
