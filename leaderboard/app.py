@@ -12,8 +12,8 @@ from leaderboard.config import Config
 from leaderboard.feed import BoardFeed, EventSink, SseHub
 from leaderboard.feed.grip import GripPublisher, any_verify_key, parse_grip_urls
 from leaderboard.feed.sinks import GripSink
-from leaderboard.resources.streams import BoardStreams
 from leaderboard.resources import AppContext, LeaderboardSite, build_app
+from leaderboard.resources.streams import BoardStreams
 from leaderboard.service import LeaderboardService, StoreService, WebService
 from leaderboard.store import open_store
 

@@ -3,12 +3,9 @@ when LEADERBOARD_TEST_RETHINKDB_URL is set), behind a TCP proxy that can cut it 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any

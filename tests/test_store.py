@@ -249,7 +249,7 @@ async def test_list_players_pages_the_whole_ranking(store: Any) -> None:
     assert paged == everything
     expected = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     assert [pid for pid, _, _ in everything] == [pid for pid, _ in expected]
-    for pid, score, rank in everything:
+    for _pid, score, rank in everything:
         assert rank == 1 + sum(1 for s in scores.values() if s > score)
     assert await store.list_players("b", 100, 10) == []
     await expect_error(store.list_players("zzz", 0, 10), NotFound)

@@ -8,8 +8,9 @@ import json
 import os
 import re
 import uuid as _uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from tests.reqlserver._datum import canonical, sort_key
 

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Union
-
-Frame = Union[int, str]
+Frame = int | str
 Path = tuple[Frame, ...]
 
 # Response types and runtime error codes from ql2.proto.

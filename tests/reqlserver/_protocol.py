@@ -35,7 +35,6 @@ from tests.reqlserver._terms import (
     FeedVal,
     FuncVal,
     Order,
-    RowVal,
     Scope,
     Seq,
     TableVal,

@@ -7,8 +7,9 @@ import base64
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from tests.reqlserver import _datum as D
 from tests.reqlserver._data import NAME_RE, SYSTEM_DB, Catalog, Database, Index, Table
@@ -325,7 +326,7 @@ class FuncVal:
     params: list[int]
     body: Any
     path: Path
-    scope: "Scope"
+    scope: Scope
 
 
 @dataclass
@@ -361,7 +362,7 @@ class Scope:
     has_implicit: bool = False
 
 
-class Server(object):
+class Server:
     """What the evaluator needs from the running server (see _server.ReqlService)."""
 
     catalog: Catalog
@@ -997,7 +998,7 @@ def _object(ev: Evaluator, args: list[Any], opts: dict[str, Any], scope: Scope, 
 def _var(ev: Evaluator, args: list[Any], opts: dict[str, Any], scope: Scope, path: Path) -> Any:
     var_id = ev.darg(args, 0, scope, path)
     if var_id not in scope.vars:
-        raise CompileError(f"Variable name not found.", path)
+        raise CompileError("Variable name not found.", path)
     return scope.vars[var_id]
 
 
@@ -1361,7 +1362,7 @@ def _field(ev: Evaluator, source: Any, key: Any, path: Path) -> Any:
             out = [i[key] for i in items if isinstance(i, dict) and key in i]
             return out if isinstance(source, list) else Seq(out)
         if source is None:
-            raise non_existence(f"Cannot perform bracket on a non-object non-sequence `null`.", path)
+            raise non_existence("Cannot perform bracket on a non-object non-sequence `null`.", path)
         raise logic(
             f"Cannot perform bracket on a non-object non-sequence `{D.pretty(source)}`.", path
         )
