@@ -26,19 +26,26 @@ DEMO_PLAYERS = [
 
 
 @inlineCallbacks
-def seed_demo(store: Store) -> Any:
-    """Create the demo board with five players, unless any board exists. Safe to race."""
-    empty = yield store.is_empty()
-    if not empty:
-        return False
+def seed_demo(store: Store, resume: bool = False) -> Any:
+    """Create the demo board with five players when no board exists (or, with ``resume``,
+    finish a seeding that an outage interrupted). Safe to race and to repeat: whatever
+    already exists is left as it is."""
+    if not resume:
+        empty = yield store.is_empty()
+        if not empty:
+            return False
     board_id, name = DEMO_BOARD
     try:
         yield store.create_board(board_id, name)
-        for pid, pname, score in DEMO_PLAYERS:
-            yield store.create_player(board_id, pid, pname)
-            yield store.add_score(board_id, pid, score)
     except AlreadyExists:
-        return False
+        if not resume:
+            return False  # another process is seeding
+    for pid, pname, score in DEMO_PLAYERS:
+        try:
+            yield store.create_player(board_id, pid, pname)
+        except AlreadyExists:
+            continue
+        yield store.add_score(board_id, pid, score)
     return True
 
 
@@ -63,6 +70,7 @@ class StoreService(Service):
         self._retry: Any = None
         self._stopping = False
         self.seeded = False
+        self._seeding = False
         self.ready: Deferred[None] = Deferred()
         self.is_ready = False
 
@@ -74,7 +82,8 @@ class StoreService(Service):
         self._retry = None
         d = self.store.start()
         if self._seed:
-            d.addCallback(lambda _: seed_demo(self.store))
+            # Once a first attempt has begun seeding, a retry finishes the job.
+            d.addCallback(lambda _: self._seed_demo())
             d.addCallback(lambda seeded: setattr(self, "seeded", bool(seeded)))
 
         def started(_: object) -> None:
@@ -94,6 +103,16 @@ class StoreService(Service):
             )
 
         d.addCallbacks(started, failed)
+
+    @inlineCallbacks
+    def _seed_demo(self) -> Any:
+        if not self._seeding:
+            empty = yield self.store.is_empty()
+            if not empty:
+                return False
+            self._seeding = True
+        seeded = yield seed_demo(self.store, resume=True)
+        return seeded
 
     def stopService(self) -> Deferred[None]:
         self._stopping = True

@@ -160,7 +160,7 @@ def test_store_unreachable_at_start_then_recovers(tmp_path: Path, proxy: TcpProx
         status, err = http("GET", server.url + "/boards/demo/")
         assert status == 503 and err["error"]["code"] == "unavailable"
         proxy.restore()
-        server.wait_for_line(r"store ready", 30)
+        server.wait_for_line(r"StoreService#info\] store ready", 30)
         status, board = http("GET", server.url + "/boards/demo/")
         assert status == 200 and board["id"] == "demo"
     finally:

@@ -15,12 +15,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 
-from leaderboard.errors import StoreUnavailable
-from leaderboard.model import Player
+from leaderboard.errors import NotFound, StoreUnavailable
+from leaderboard.model import Board, Player
 from leaderboard.store import RESYNC, Change
 from leaderboard.store._rethink_link import Backoff, QueryTimeout, within
 from leaderboard.store.rethink import (
     RethinkSettings,
+    board_change_from_doc,
+    board_from_doc,
     change_from_doc,
     parse_rethink_url,
     player_from_doc,
@@ -118,6 +120,36 @@ def test_change_from_doc() -> None:
     for noise in ({"state": "ready"}, {"new_val": new, "type": "initial"}, {"x": 1},
                   {"new_val": {"id": "junk"}, "old_val": None}):
         assert change_from_doc(noise) is None
+
+
+def test_board_from_doc() -> None:
+    doc = {"id": "t", "name": "Times", "order": "asc", "operator": "best",
+           "metadata": '{"unit":"ms","big":1152921504606846977}'}
+    assert board_from_doc(doc) == Board("t", "Times", "asc", "best",
+                                        {"unit": "ms", "big": 2**60 + 1})
+    # Stored before boards had options: the defaults.
+    assert board_from_doc({"id": "old", "name": "Old"}) == Board("old", "Old", "desc", "incr", {})
+    # Written by hand: metadata as an object is read too; nonsense options are the defaults.
+    hand = {"id": "h", "metadata": {"a": 1}, "order": "sideways", "operator": 3}
+    assert board_from_doc(hand) == Board("h", "h", "desc", "incr", {"a": 1})
+    assert board_from_doc({"id": "j", "name": "J", "metadata": "{not json"}) == Board("j", "J")
+    junk_docs: list[object] = [None, [], {"name": "no id"}, {"id": 5}]
+    for junk in junk_docs:
+        assert board_from_doc(junk) is None
+
+
+def test_board_change_from_doc() -> None:
+    doc = {"id": "b", "name": "B"}
+    # Only a deletion is announced (a board with no player: the board itself).
+    assert board_change_from_doc({"new_val": None, "old_val": doc, "type": "remove"}) == (
+        "b", Change("b")
+    )
+    # Any other write only makes the cached options stale.
+    assert board_change_from_doc({"new_val": doc, "old_val": None, "type": "add"}) == ("b", None)
+    assert board_change_from_doc({"new_val": doc, "old_val": doc}) == ("b", None)
+    for noise in ({"state": "ready"}, {"new_val": doc, "type": "initial"}, {"x": 1},
+                  {"new_val": None, "old_val": {"id": 3}}):
+        assert board_change_from_doc(noise) == (None, None)
 
 
 # -- timers -------------------------------------------------------------------------------
@@ -230,7 +262,7 @@ async def test_bootstrap_is_idempotent_and_safe_concurrently() -> None:
         finally:
             await conn.close(noreply_wait=False)
         assert sorted(tables) == ["boards", "players"]
-        assert indexes == ["rank"]
+        assert indexes == ["rank", "rank_asc"]
     finally:
         for s in stores:
             await s.stop()
@@ -534,3 +566,167 @@ async def test_longest_ids_work(store: Any) -> None:
     assert (s.player.id, s.player.board, s.player.score, s.rank) == (p, b, 3, 1)
     view = await store.board_view(b, 5)
     assert [st.player.id for st in view.standings] == [p, p[:-1] + "q"]
+
+
+# -- board options, deletes and caches ----------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_first_submissions_create_once_and_lose_nothing(store: Any) -> None:
+    """Submissions that create a missing player race each other: one creates it, the others
+    apply the operator to it (every store kind)."""
+    await store.create_board("b", "B")
+    results = await gatherResults([store.submit_score("b", "p", 1, "P") for _ in range(30)])
+    assert sorted(s.player.score for s in results) == list(range(1, 31))
+    assert (await store.get_player("b", "p")).player == Player("b", "p", "P", 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_metadata_round_trips_exactly_and_is_not_shared(store: Any) -> None:
+    meta = {"big": 2**60 + 1, "$reql_type$": "TIME", "nested": {"x": [1, 2.5, None]}}
+    await store.create_board("m", "M", metadata=meta)
+    got = await store.get_board("m")
+    assert got.metadata == meta
+    got.metadata["big"] = 0  # a caller's copy: the store's view stays the same
+    assert (await store.get_board("m")).metadata == meta
+    assert (await store.board_view("m", 5)).board.metadata == meta
+
+
+async def _outside(store: Any) -> tuple[Any, Any, Any]:
+    from tests.rethink_fixture import connect, driver
+
+    r = driver()
+    conn = await connect(store.settings)
+    return r, conn, r.db(store.settings.db)
+
+
+@pytest_twisted.ensureDeferred
+async def test_board_deleted_and_recreated_elsewhere_is_announced_and_reread() -> None:
+    """Another process (here a plain driver) deletes a board this store has cached and
+    recreates it ascending: listeners hear of the deletion, and the store ranks the new
+    board ascending."""
+    from tests.rethink_fixture import rethink_store
+
+    store, cleanup = await rethink_store(reactor, **FAST)
+    stream = store.changes()
+    r, conn, db = await _outside(store)
+    try:
+        await store.create_board("b", "B")
+        for pid, score in (("lo", 1), ("hi", 9)):
+            await store.submit_score("b", pid, score, pid)
+        assert [s.player.id for s in (await store.board_view("b", 5)).standings] == ["hi", "lo"]
+        await db.table("boards").get("b").delete().run(conn)
+        await db.table("boards").insert({"id": "b", "name": "B2", "order": "asc",
+                                         "operator": "set", "metadata": "{}"}).run(conn)
+        while (await next_real_change(stream)) != Change("b"):
+            pass
+        board = await store.get_board("b")
+        assert (board.name, board.order, board.operator) == ("B2", "asc", "set")
+        assert [s.player.id for s in (await store.board_view("b", 5)).standings] == ["lo", "hi"]
+        # An empty board deleted from outside is announced too.
+        await store.create_board("e", "E")
+        await db.table("boards").get("e").delete().run(conn)
+        while (await next_real_change(stream)) != Change("e"):
+            pass
+        await expect(store.get_board("e"), NotFound)
+    finally:
+        stream.close()
+        await conn.close(noreply_wait=False)
+        await cleanup()
+
+
+@pytest_twisted.ensureDeferred
+async def test_existing_database_gains_the_asc_index_and_old_boards_work() -> None:
+    """A database made by the previous version: only the ``rank`` index, boards without
+    options. Starting the store adds ``rank_asc``; the old board reads as desc / incr."""
+    from tests.rethink_fixture import RethinkStore, connect, database, driver
+
+    dbinfo = await database(reactor)
+    r = driver()
+    conn = await connect(dbinfo.settings)
+    store = RethinkStore(dbinfo.settings, reactor, **FAST)
+    try:
+        await r.db_create(dbinfo.settings.db).run(conn)
+        db = r.db(dbinfo.settings.db)
+        await db.table_create("boards").run(conn)
+        await db.table_create("players").run(conn)
+        await db.table("players").index_create(
+            "rank", lambda p: [p["board"], r.expr(0) - p["score"], p["player"]]
+        ).run(conn)
+        await db.table("players").index_wait("rank").run(conn)
+        await db.table("boards").insert({"id": "old", "name": "Old"}).run(conn)
+        await db.table("players").insert([
+            {"id": f"old/{pid}", "board": "old", "player": pid, "name": pid, "score": score}
+            for pid, score in (("a", 3), ("b", 7))
+        ]).run(conn)
+        await store.start()
+        assert await db.table("players").index_list().run(conn) == ["rank", "rank_asc"]
+        assert await store.get_board("old") == Board("old", "Old", "desc", "incr", {})
+        s = await store.submit_score("old", "a", 5)
+        assert (s.player.score, s.rank) == (8, 1)
+        rows = await store.list_players("old", 0, 10)
+        assert [(x.player.id, x.rank) for x in rows] == [("a", 1), ("b", 2)]
+        await store.create_board("t", "T", "asc")
+        await store.submit_score("t", "x", 5, "X")
+        await store.submit_score("t", "y", 2, "Y")
+        assert [(x.player.id, x.rank) for x in await store.around("t", "x", 1)] == [
+            ("y", 1), ("x", 2)
+        ]
+    finally:
+        await store.stop()
+        await conn.close(noreply_wait=False)
+        await dbinfo.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_big_board_is_deleted_in_batches_and_leftovers_are_cleaned() -> None:
+    from leaderboard.store.rethink import _DELETE_BATCH
+    from tests.rethink_fixture import rethink_store
+
+    store, cleanup = await rethink_store(reactor, **FAST)
+    r, conn, db = await _outside(store)
+    players = db.table("players")
+
+    def docs(board: str, n: int) -> list[dict[str, Any]]:
+        return [{"id": f"{board}/p{i}", "board": board, "player": f"p{i}", "name": "P",
+                 "score": i % 7} for i in range(n)]
+
+    try:
+        await store.create_board("big", "Big")
+        await players.insert(docs("big", 2 * _DELETE_BATCH + 10)).run(conn)
+        assert [b.players for b in await store.list_boards(0, 5)] == [2 * _DELETE_BATCH + 10]
+        await store.delete_board("big")
+        assert await players.count().run(conn) == 0
+        # Players left without a board (an interrupted delete): deleting again cleans up.
+        await players.insert(docs("ghost", 3)).run(conn)
+        await expect(store.delete_board("ghost"), NotFound)
+        assert await players.count().run(conn) == 0
+        await store.create_board("ghost", "Ghost")
+        assert (await store.board_view("ghost", 5)).standings == ()
+    finally:
+        await conn.close(noreply_wait=False)
+        await cleanup()
+
+
+@pytest_twisted.ensureDeferred
+async def test_writes_check_the_board_in_the_same_query() -> None:
+    """A board deleted elsewhere while this store still has it cached: a write that would
+    create a player fails with NotFound instead of leaving an orphan."""
+    from tests.rethink_fixture import rethink_store
+
+    store, cleanup = await rethink_store(reactor, **FAST)
+    r, conn, db = await _outside(store)
+    try:
+        board = await store.create_board("b", "B")
+
+        async def stale(board_id: str) -> Board:  # the cache, before the feed tells it
+            return board
+
+        store._board = stale  # type: ignore[method-assign]  # noqa: SLF001
+        await db.table("boards").get("b").delete().run(conn)
+        await expect(store.create_player("b", "p", "P"), NotFound)
+        await expect(store.submit_score("b", "q", 1, "Q"), NotFound)
+        assert await db.table("players").count().run(conn) == 0
+    finally:
+        await conn.close(noreply_wait=False)
+        await cleanup()

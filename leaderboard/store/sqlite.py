@@ -85,7 +85,9 @@ class SqliteStore:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Deferred[None]:
-        if not self._inline:
+        if self._conn is not None:
+            return succeed(None)  # already open: a retried start-up is a no-op
+        if not self._inline and not self._pool.started:
             self._pool.start()
         d = self._run(self._open)
 

@@ -92,7 +92,7 @@ class ServerProcess:
                 self.kill()
                 raise RuntimeError("twistd did not start:\n" + self.output())
         if wait_ready:
-            self.wait_for_line(r"store ready", timeout)
+            self.wait_for_line(r"StoreService#info\] store ready", timeout)
         return self
 
     def _read(self) -> None:

@@ -31,6 +31,7 @@ class TcpProxy:
                 continue
             try:
                 upstream = socket.create_connection(self.target, 5)
+                upstream.settimeout(None)
             except OSError:
                 client.close()
                 continue
