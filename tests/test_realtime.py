@@ -135,3 +135,50 @@ def test_direct_stream_without_pushpin(tmp_path: Path) -> None:
             client.close()
 
 
+
+
+def test_many_web_processes_one_publisher_on_rethinkdb(tmp_path: Path) -> None:
+    """The production topology: Pushpin in front of two stateless web processes on one
+    RethinkDB; only one publishes, and a write through either reaches every listener."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.harness.server import ROOT
+
+    db = subprocess.Popen([sys.executable, "-m", "tests.reqlserver", "--port", "0"],
+                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert db.stdout is not None
+        db_port = int(re.search(r":(\d+)", db.stdout.readline()).group(1))  # type: ignore[union-attr]
+        url = f"rethinkdb://127.0.0.1:{db_port}/leaderboard"
+        ports = [free_port(), free_port()]
+        with pushpin_for(ports[0], routes=[f"* 127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"]) as pp:
+            procs = [
+                ServerProcess(tmp_path / name, ["--database-url", url, flag],
+                              env={"GRIP_URL": pp.grip_url_verified},
+                              port=f"tcp:{port}:interface=127.0.0.1").start()
+                for name, flag, port in (("pub", "--publish", ports[0]),
+                                         ("web", "--no-publish", ports[1]))
+            ]
+            publisher, web = procs
+            clients = [SseClient(pp.http_url + "/boards/demo/").start() for _ in range(10)]
+            try:
+                for c in clients:
+                    assert c.wait_for(lambda c: len(c.events) >= 1, 15)
+                post(web.url + "/boards/demo/players/kenny/score-add/", {"amount": 100})
+                for c in clients:
+                    wait_update(c, "kenny", 108)
+                post(publisher.url + "/boards/demo/players/kenny/score-add/", {"amount": 1})
+                for c in clients:
+                    wait_update(c, "kenny", 109)
+                assert "published" in publisher.output()
+                assert "published" not in web.output()
+            finally:
+                for c in clients:
+                    c.close()
+                for p in procs:
+                    p.stop()
+    finally:
+        db.terminate()
+        db.wait(10)
