@@ -38,6 +38,7 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
             "playwright>=1.40",
+            "matplotlib>=3.8",
         ],
         "lint": ["ruff>=0.5", "mypy>=1.10", "mypy-zope>=1.0"],
     },

@@ -55,7 +55,7 @@ def make_service(config: Config, reactor: Any = None) -> LeaderboardService:
     feed = BoardFeed(store, sinks, reactor, top_n=config.top_n)
     streams = BoardStreams(store, hub, config.top_n, config.keepalive_seconds, proxies)
     ctx = AppContext(store=store, clock=reactor, top_n=config.top_n, streams=streams)
-    site = LeaderboardSite(build_app(ctx).resource())
+    site = LeaderboardSite(build_app(ctx).resource(), access_log=config.access_log)
     return LeaderboardService(
         StoreService(store, reactor, seed=config.seed_demo),
         WebService(reactor, config.port, site),

@@ -25,6 +25,7 @@ class Config:
     publish: bool
     seed_demo: bool
     max_streams: int
+    access_log: str = "on"
 
 
 def _pick(
@@ -122,6 +123,7 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
             10_000_000,
         )
     )
+    access_log = _pick(options, environ, "access-log", "LEADERBOARD_ACCESS_LOG") or "on"
     return Config(
         port=port,
         database_url=database_url,
@@ -131,4 +133,5 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
         publish=publish,
         seed_demo=seed,
         max_streams=max_streams,
+        access_log=access_log,
     )

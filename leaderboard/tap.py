@@ -37,6 +37,12 @@ class Options(usage.Options):
         ],
         ["top-n", None, None, "Players in a board event [env LEADERBOARD_TOP_N, default 5]"],
         [
+            "access-log",
+            None,
+            None,
+            "on, off, or a file path [env LEADERBOARD_ACCESS_LOG, default on]",
+        ],
+        [
             "max-streams",
             None,
             None,
@@ -54,7 +60,7 @@ class Options(usage.Options):
             raise usage.UsageError("--publish and --no-publish exclude each other")
         overrides: dict[str, object] = {
             k: self[k]
-            for k in ("port", "database-url", "grip-url", "keepalive", "top-n", "max-streams")
+            for k in ("port", "database-url", "grip-url", "keepalive", "top-n", "max-streams", "access-log")
             if self[k] is not None
         }
         if self["publish"]:

@@ -28,8 +28,9 @@ class EventSink(Protocol):
 class BoardFeed(Service):
     """Consumes the store's change stream and keeps every sink at each board's current top N.
 
-    A change marks its board dirty; ``window`` seconds after the first change of a burst the
-    board is read once and its event handed to the sinks, unless the top N is unchanged
+    A change marks its board dirty; the board is read once per ``window`` at most (at once
+    after a quiet window, else when the window ends) and its event handed to the sinks,
+    unless the top N is unchanged
     (same event id as last sent). Reads of one board never overlap, so events leave in
     order; a board changed during its read is read again after the next window. A failed
     read is retried with back-off; a failed stream is re-opened with back-off and followed
@@ -54,6 +55,7 @@ class BoardFeed(Service):
         self._dirty: set[str] = set()
         self._reading: set[str] = set()
         self._flush_call: IDelayedCall | None = None
+        self._last_flush = float("-inf")
         self._retry_call: IDelayedCall | None = None
         self._last_id: dict[str, str] = {}
         self._read_failures = 0
@@ -152,10 +154,17 @@ class BoardFeed(Service):
             return
         self._dirty.add(board)
         if self._flush_call is None:
-            self._flush_call = self.clock.callLater(self.window, self._flush)
+            self._flush_call = self.clock.callLater(self._flush_delay(), self._flush)
+
+    def _flush_delay(self) -> float:
+        """Leading edge: a change after a quiet window is read at once (in the next reactor
+        turn, so a burst within one turn still costs one read); later changes wait for the
+        window to end. At most one read per board per window either way."""
+        return max(0.0, self._last_flush + self.window - self.clock.seconds())
 
     def _flush(self) -> None:
         self._flush_call = None
+        self._last_flush = self.clock.seconds()
         ready = self._dirty - self._reading
         self._dirty -= ready
         for board in ready:
@@ -207,4 +216,4 @@ class BoardFeed(Service):
     def _done_reading(self, board: str) -> None:
         self._reading.discard(board)
         if board in self._dirty and self._flush_call is None:
-            self._flush_call = self.clock.callLater(self.window, self._flush)
+            self._flush_call = self.clock.callLater(self._flush_delay(), self._flush)

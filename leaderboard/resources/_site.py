@@ -55,10 +55,19 @@ class BoundedRequest(Request):
 
 
 class LeaderboardSite(Site):
-    """A Site with L{BoundedRequest}, a short idle timeout, and no server version banner."""
+    """A Site with L{BoundedRequest}, a short idle timeout, and a choice of access log:
+    ``"on"`` (a line per request in the server's log), ``"off"``, or a file path (combined
+    log format, as twisted.web writes it)."""
 
     requestFactory = BoundedRequest
 
-    def __init__(self, resource: IResource, idle_timeout: float = 60.0, **kw: Any) -> None:
-        super().__init__(resource, timeout=idle_timeout, **kw)
+    def __init__(self, resource: IResource, idle_timeout: float = 60.0,
+                 access_log: str = "on", **kw: Any) -> None:
+        log_path = None if access_log in ("on", "off") else access_log
+        super().__init__(resource, timeout=idle_timeout, logPath=log_path, **kw)
         self.displayTracebacks = False
+        self._access_log_off = access_log == "off"
+
+    def log(self, request: Any) -> None:
+        if not self._access_log_off:
+            super().log(request)

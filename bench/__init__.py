@@ -1,0 +1,1 @@
+"""Benchmarks: write path, fan-out, burst and memory (see docs/performance.md)."""
