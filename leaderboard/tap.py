@@ -60,7 +60,15 @@ class Options(usage.Options):
             raise usage.UsageError("--publish and --no-publish exclude each other")
         overrides: dict[str, object] = {
             k: self[k]
-            for k in ("port", "database-url", "grip-url", "keepalive", "top-n", "max-streams", "access-log")
+            for k in (
+                "port",
+                "database-url",
+                "grip-url",
+                "keepalive",
+                "top-n",
+                "max-streams",
+                "access-log",
+            )
             if self[k] is not None
         }
         if self["publish"]:
