@@ -306,3 +306,25 @@ async def test_delete_player_and_board(store: Any) -> None:
     # The id is free again, and the new board starts empty.
     await store.create_board("b", "Again")
     assert (await store.board_view("b", 5)).standings == ()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_write_among_concurrent_ones_spoils_nothing(store: Any) -> None:
+    await board_with(store, "b", {"p": 0, "q": 0})
+    from twisted.internet.defer import DeferredList
+
+    results = await DeferredList(
+        [
+            store.add_score("b", "p", 1),
+            store.add_score("b", "nobody", 1),
+            store.add_score("b", "q", MAX_SCORE),
+            store.add_score("b", "q", 1),
+            store.add_score("b", "p", 1),
+        ],
+        consumeErrors=True,
+    )
+    oks = [ok for ok, _ in results]
+    assert oks == [True, False, True, False, True]
+    assert results[1][1].check(NotFound) and results[3][1].check(ScoreOutOfRange)
+    assert (await store.get_player("b", "p")).player.score == 2
+    assert (await store.get_player("b", "q")).player.score == MAX_SCORE

@@ -64,9 +64,10 @@ class SqliteStore:
     """A L{leaderboard.store.Store} on a SQLite file.
 
     Every query runs on one worker thread that owns the connection, so the reactor never
-    waits on disk and writes are serialised in arrival order. ``BEGIN IMMEDIATE`` makes
-    each write atomic even when another process shares the file; changes are announced to
-    this process's L{changes} streams only after the commit.
+    waits on disk. Writes are group-committed: those queued in one reactor turn go to the
+    thread together and run in one ``BEGIN IMMEDIATE`` transaction (atomic even when another
+    process shares the file), each in its own savepoint; their Deferreds fire, and their
+    changes are announced to this process's L{changes} streams, only after the commit.
     """
 
     log = Logger()
@@ -80,6 +81,7 @@ class SqliteStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="leaderboard-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._fanout = ChangeFanout()
+        self._queue: list[tuple[Callable[[], Any], Deferred[Any]]] = []
         self.ready = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -143,6 +145,63 @@ class SqliteStore:
             return maybeDeferred(guarded)
         return deferToThreadPool(self._reactor, self._pool, guarded)  # type: ignore[arg-type]
 
+    def _write(self, f: Callable[[], T]) -> Deferred[T]:
+        """Queue a write. Writes queued in the same reactor turn run in one transaction
+        (group commit: one thread hand-off and one commit for the lot), each in its own
+        savepoint, so one failing write leaves the others intact. Their Deferreds fire in
+        queue order, after the commit."""
+        d: Deferred[T] = Deferred()
+        self._queue.append((f, d))
+        if self._inline:
+            self._dispatch()
+        elif len(self._queue) == 1:
+            self._reactor.callLater(0, self._dispatch)  # type: ignore[attr-defined]
+        return d
+
+    def _dispatch(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        done = self._run(self._commit_batch, [f for f, _ in batch])
+
+        def deliver(results: list[tuple[bool, Any]]) -> None:
+            for (_, d), (ok, value) in zip(batch, results):
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+
+        def failed(failure: Any) -> None:
+            for _, d in batch:
+                d.errback(failure)
+
+        done.addCallbacks(deliver, failed)
+
+    def _commit_batch(self, writes: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+        db = self._db()
+        results: list[tuple[bool, Any]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                db.execute("SAVEPOINT write")
+                try:
+                    value = write()
+                except Exception as e:
+                    db.execute("ROLLBACK TO write")
+                    db.execute("RELEASE write")
+                    if isinstance(e, sqlite3.OperationalError):
+                        e = StoreUnavailable(f"database error: {e}")
+                    results.append((False, e))
+                else:
+                    db.execute("RELEASE write")
+                    results.append((True, value))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreUnavailable("the store is not open")
@@ -176,7 +235,7 @@ class SqliteStore:
                 raise AlreadyExists(f"board {board_id!r} already exists") from None
             return board
 
-        return self._run(create)
+        return self._write(create)
 
     def _board(self, board_id: str) -> Board:
         row = self._db().execute(
@@ -266,26 +325,20 @@ class SqliteStore:
     def create_player(self, board_id: str, player_id: str, name: str) -> Deferred[Player]:
         def create() -> tuple[Player, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
+            self._board(board_id)
             try:
-                self._board(board_id)
-                try:
-                    db.execute(
-                        "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, 0)",
-                        (board_id, player_id, name),
-                    )
-                except sqlite3.IntegrityError:
-                    raise AlreadyExists(
-                        f"player {player_id!r} already exists on board {board_id!r}"
-                    ) from None
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db.execute(
+                    "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, 0)",
+                    (board_id, player_id, name),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"player {player_id!r} already exists on board {board_id!r}"
+                ) from None
             player = Player(board_id, player_id, name, 0)
             return player, Change(board_id, player_id, None, player)
 
-        return self._run(create).addCallback(self._announce)
+        return self._write(create).addCallback(self._announce)
 
     def get_player(self, board_id: str, player_id: str) -> Deferred[Standing]:
         def get() -> Standing:
@@ -302,23 +355,17 @@ class SqliteStore:
     def add_score(self, board_id: str, player_id: str, amount: int) -> Deferred[Standing]:
         def add() -> tuple[Standing, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._player(board_id, player_id)
-                score = check_score(old.score + amount)
-                db.execute(
-                    "UPDATE players SET score = ? WHERE board = ? AND id = ?",
-                    (score, board_id, player_id),
-                )
-                rank = self._rank(self._board(board_id), score)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            old = self._player(board_id, player_id)
+            score = check_score(old.score + amount)
+            db.execute(
+                "UPDATE players SET score = ? WHERE board = ? AND id = ?",
+                (score, board_id, player_id),
+            )
+            rank = self._rank(self._board(board_id), score)
             new = Player(board_id, player_id, old.name, score)
             return Standing(new, rank), Change(board_id, player_id, old, new)
 
-        return self._run(add).addCallback(self._announce)
+        return self._write(add).addCallback(self._announce)
 
     def submit_score(
         self, board_id: str, player_id: str, score: int, name: str | None = None
@@ -328,40 +375,34 @@ class SqliteStore:
 
         def submit() -> tuple[Standing, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                board = self._board(board_id)
-                row = db.execute(
-                    "SELECT name, score FROM players WHERE board = ? AND id = ?",
-                    (board_id, player_id),
-                ).fetchone()
-                if row is None and name is None:
-                    raise NotFound(
-                        f"no player {player_id!r} on board {board_id!r} (give a name to create it)"
-                    )
-                old = None if row is None else Player(board_id, player_id, row[0], row[1])
-                new_score = apply_operator(
-                    board.operator, board.order, None if old is None else old.score, score
+            board = self._board(board_id)
+            row = db.execute(
+                "SELECT name, score FROM players WHERE board = ? AND id = ?",
+                (board_id, player_id),
+            ).fetchone()
+            if row is None and name is None:
+                raise NotFound(
+                    f"no player {player_id!r} on board {board_id!r} (give a name to create it)"
                 )
-                new = Player(board_id, player_id, old.name if old else str(name), new_score)
-                if old is None:
-                    db.execute(
-                        "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, ?)",
-                        (board_id, player_id, new.name, new_score),
-                    )
-                elif new_score != old.score:
-                    db.execute(
-                        "UPDATE players SET score = ? WHERE board = ? AND id = ?",
-                        (new_score, board_id, player_id),
-                    )
-                rank = self._rank(board, new_score)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            old = None if row is None else Player(board_id, player_id, row[0], row[1])
+            new_score = apply_operator(
+                board.operator, board.order, None if old is None else old.score, score
+            )
+            new = Player(board_id, player_id, old.name if old else str(name), new_score)
+            if old is None:
+                db.execute(
+                    "INSERT INTO players (board, id, name, score) VALUES (?, ?, ?, ?)",
+                    (board_id, player_id, new.name, new_score),
+                )
+            elif new_score != old.score:
+                db.execute(
+                    "UPDATE players SET score = ? WHERE board = ? AND id = ?",
+                    (new_score, board_id, player_id),
+                )
+            rank = self._rank(board, new_score)
             return Standing(new, rank), Change(board_id, player_id, old, new)
 
-        return self._run(submit).addCallback(self._announce)
+        return self._write(submit).addCallback(self._announce)
 
     def list_players(self, board_id: str, offset: int, limit: int) -> Deferred[list[Standing]]:
         def list_() -> list[Standing]:
@@ -394,55 +435,37 @@ class SqliteStore:
     def rename_player(self, board_id: str, player_id: str, name: str) -> Deferred[Standing]:
         def rename() -> tuple[Standing, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._player(board_id, player_id)
-                db.execute(
-                    "UPDATE players SET name = ? WHERE board = ? AND id = ?",
-                    (name, board_id, player_id),
-                )
-                rank = self._rank(self._board(board_id), old.score)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            old = self._player(board_id, player_id)
+            db.execute(
+                "UPDATE players SET name = ? WHERE board = ? AND id = ?",
+                (name, board_id, player_id),
+            )
+            rank = self._rank(self._board(board_id), old.score)
             new = Player(board_id, player_id, name, old.score)
             return Standing(new, rank), Change(board_id, player_id, old, new)
 
-        return self._run(rename).addCallback(self._announce)
+        return self._write(rename).addCallback(self._announce)
 
     def delete_player(self, board_id: str, player_id: str) -> Deferred[None]:
         def delete() -> tuple[None, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._player(board_id, player_id)
-                db.execute("DELETE FROM players WHERE board = ? AND id = ?", (board_id, player_id))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            old = self._player(board_id, player_id)
+            db.execute("DELETE FROM players WHERE board = ? AND id = ?", (board_id, player_id))
             return None, Change(board_id, player_id, old, None)
 
-        return self._run(delete).addCallback(self._announce)
+        return self._write(delete).addCallback(self._announce)
 
     def delete_board(self, board_id: str) -> Deferred[None]:
         """Delete a board and all its players (one change with no player: the board)."""
 
         def delete() -> tuple[None, Change]:
             db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._board(board_id)
-                db.execute("DELETE FROM players WHERE board = ?", (board_id,))
-                db.execute("DELETE FROM boards WHERE id = ?", (board_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            self._board(board_id)
+            db.execute("DELETE FROM players WHERE board = ?", (board_id,))
+            db.execute("DELETE FROM boards WHERE id = ?", (board_id,))
             return None, Change(board_id)
 
-        return self._run(delete).addCallback(self._announce)
+        return self._write(delete).addCallback(self._announce)
 
     # -- changes --------------------------------------------------------------------------
 
