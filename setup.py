@@ -31,12 +31,14 @@ setup(
         "treq>=24.9",
         "werkzeug>=3.0",
         "pyjwt>=2.8",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
+            "schemathesis>=4.0",
             "playwright>=1.40",
             "matplotlib>=3.8",
         ],

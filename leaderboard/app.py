@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+from functools import partial
 from typing import Any
 
 from twisted.logger import Logger
@@ -12,7 +13,11 @@ from leaderboard.config import Config
 from leaderboard.feed import BoardFeed, EventSink, SseHub
 from leaderboard.feed.grip import GripPublisher, any_verify_key, parse_grip_urls
 from leaderboard.feed.sinks import GripSink
-from leaderboard.resources import AppContext, LeaderboardSite, build_app
+from leaderboard.metrics import Metrics, MetricsResource
+from leaderboard.metrics import install as install_metrics
+from leaderboard.resources import AppContext, LeaderboardSite, build_app, health, openapi
+from leaderboard.resources.auth import make_authorizer
+from leaderboard.resources.cors import CorsResource, routed_methods
 from leaderboard.resources.streams import BoardStreams
 from leaderboard.service import LeaderboardService, StoreService, WebService
 from leaderboard.store import open_store
@@ -52,12 +57,38 @@ def make_service(config: Config, reactor: Any = None) -> LeaderboardService:
     if config.publish and proxies:
         publisher = GripPublisher(proxies, reactor)
         sinks.append(GripSink(publisher))
-    feed = BoardFeed(store, sinks, reactor, top_n=config.top_n)
+    metrics = Metrics(reactor)
+    feed = BoardFeed(
+        store, sinks, reactor, top_n=config.top_n, lag_observer=metrics.observe_feed_lag
+    )
+    metrics.watch(hub=hub, feed=feed, publisher=publisher)
     streams = BoardStreams(store, hub, config.top_n, config.keepalive_seconds, proxies)
-    ctx = AppContext(store=store, clock=reactor, top_n=config.top_n, streams=streams)
-    site = LeaderboardSite(build_app(ctx).resource(), access_log=config.access_log)
+    store_service = StoreService(store, reactor, seed=config.seed_demo)
+    if config.api_keys:
+        log.info("writes need an API key ({count} configured)", count=len(config.api_keys))
+    ctx = AppContext(
+        store=store,
+        clock=reactor,
+        top_n=config.top_n,
+        streams=streams,
+        writes_need_key=bool(config.api_keys),
+        authorize_write=make_authorizer(config.api_keys),
+        extra_routes=[
+            partial(
+                health.install,
+                readiness=health.service_readiness(store_service, feed, clock=reactor),
+            ),
+            partial(install_metrics, metrics=metrics),
+            openapi.install,
+        ],
+    )
+    app = build_app(ctx)
+    cors = CorsResource(app.resource(), config.cors_origins, routed_methods(app.url_map))
+    site = LeaderboardSite(
+        MetricsResource(cors, metrics, app.url_map), access_log=config.access_log
+    )
     return LeaderboardService(
-        StoreService(store, reactor, seed=config.seed_demo),
+        store_service,
         WebService(reactor, config.port, site),
         feed=feed,
         hub=hub,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from leaderboard.model import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -25,6 +25,10 @@ class Config:
     publish: bool
     seed_demo: bool
     max_streams: int
+    #: Bearer keys that may write; empty: writes are open. Never shown in a repr or a log.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Origins allowed to call the API from a browser, or ("*",).
+    cors_origins: tuple[str, ...] = ("*",)
     access_log: str = "on"
 
 
@@ -123,6 +127,22 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
             10_000_000,
         )
     )
+    from leaderboard.resources.auth import parse_api_keys
+    from leaderboard.resources.cors import parse_cors_origins
+
+    try:
+        # From the environment only: a command-line option would show in ps.
+        api_keys = tuple(parse_api_keys(environ.get("LEADERBOARD_API_KEYS")))
+    except ValueError as e:
+        raise ConfigError(f"LEADERBOARD_API_KEYS: {e}") from None
+    try:
+        cors_origins = tuple(
+            parse_cors_origins(
+                _pick(options, environ, "cors-origins", "LEADERBOARD_CORS_ORIGINS")
+            )
+        )
+    except ValueError as e:
+        raise ConfigError(f"LEADERBOARD_CORS_ORIGINS: {e}") from None
     access_log = _pick(options, environ, "access-log", "LEADERBOARD_ACCESS_LOG") or "on"
     return Config(
         port=port,
@@ -133,5 +153,7 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
         publish=publish,
         seed_demo=seed,
         max_streams=max_streams,
+        api_keys=api_keys,
+        cors_origins=cors_origins,
         access_log=access_log,
     )

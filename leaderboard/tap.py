@@ -16,7 +16,8 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Run the realtime leaderboard API. Every option can also be set from the "
-        "environment (PORT, DATABASE_URL, GRIP_URL, LEADERBOARD_*); options win."
+        "environment (PORT, DATABASE_URL, GRIP_URL, LEADERBOARD_*); options win. "
+        "API keys (LEADERBOARD_API_KEYS) come from the environment only."
     )
     optParameters = [
         ["port", "p", None, "Port number or Twisted endpoint string [env PORT, default 8000]"],
@@ -37,16 +38,23 @@ class Options(usage.Options):
         ],
         ["top-n", None, None, "Players in a board event [env LEADERBOARD_TOP_N, default 5]"],
         [
+            "max-streams",
+            None,
+            None,
+            "Native SSE streams per process [env LEADERBOARD_MAX_STREAMS, default 20000]",
+        ],
+        [
             "access-log",
             None,
             None,
             "on, off, or a file path [env LEADERBOARD_ACCESS_LOG, default on]",
         ],
         [
-            "max-streams",
+            "cors-origins",
             None,
             None,
-            "Native SSE streams per process [env LEADERBOARD_MAX_STREAMS, default 20000]",
+            "Origins that may call the API from a browser, comma-separated, or * "
+            "[env LEADERBOARD_CORS_ORIGINS, default *]",
         ],
     ]
     optFlags = [
@@ -67,6 +75,7 @@ class Options(usage.Options):
                 "keepalive",
                 "top-n",
                 "max-streams",
+                "cors-origins",
                 "access-log",
             )
             if self[k] is not None

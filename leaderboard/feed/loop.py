@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -42,7 +43,8 @@ class BoardFeed(Service):
 
     def __init__(self, store: Store, sinks: list[EventSink], clock: IReactorTime,
                  top_n: int = 5, window: float = 0.05, max_backoff: float = 10.0,
-                 max_boards: int = 100_000) -> None:
+                 max_boards: int = 100_000,
+                 lag_observer: Callable[[float], None] | None = None) -> None:
         self.store = store
         self.sinks = sinks
         self.clock = clock
@@ -50,6 +52,9 @@ class BoardFeed(Service):
         self.window = window
         self.max_backoff = max_backoff
         self.max_boards = max_boards
+        #: Called with the seconds from a board's first unsent change to its event going out.
+        self.lag_observer = lag_observer
+        self._changed_at: dict[str, float] = {}
         self._stream: ChangeStream | None = None
         self._pending: Deferred[Change] | None = None
         self._dirty: set[str] = set()
@@ -83,6 +88,7 @@ class BoardFeed(Service):
             self._stream.close()
             self._stream = None
         self.running_loop = False
+        self._changed_at.clear()
         return None
 
     def _open_stream(self) -> None:
@@ -153,6 +159,7 @@ class BoardFeed(Service):
         if not any(sink.wants(board) for sink in self.sinks):
             return
         self._dirty.add(board)
+        self._changed_at.setdefault(board, self.clock.seconds())
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(self._flush_delay(), self._flush)
 
@@ -174,11 +181,14 @@ class BoardFeed(Service):
     def _read(self, board: str) -> Any:
         self._reading.add(board)
         self.reads += 1
+        # Changes arriving during the read start a new lag measurement.
+        changed_at = self._changed_at.pop(board, None)
         try:
             view = yield self.store.board_view(board, self.top_n)
         except NotFound:
             # The board is gone: its listeners get a last ``deleted`` event.
             self._last_id.pop(board, None)
+            self._observe_lag(changed_at)
             self._send(board, deleted_event(board))
             self._done_reading(board)
             return
@@ -189,6 +199,8 @@ class BoardFeed(Service):
                           board=board, delay=delay, error=str(sys.exc_info()[1]))
             self._reading.discard(board)
             self._dirty.add(board)
+            if changed_at is not None:
+                self._changed_at[board] = min(changed_at, self._changed_at.get(board, changed_at))
             if self._flush_call is None:
                 self._flush_call = self.clock.callLater(delay, self._flush)
             return
@@ -196,8 +208,13 @@ class BoardFeed(Service):
         event = board_event(view)
         if self._last_id.get(board) != event.id:
             self._remember(board, event.id)
+            self._observe_lag(changed_at)
             self._send(board, event)
         self._done_reading(board)
+
+    def _observe_lag(self, changed_at: float | None) -> None:
+        if changed_at is not None and self.lag_observer is not None:
+            self.lag_observer(self.clock.seconds() - changed_at)
 
     def _send(self, board: str, event: Event) -> None:
         self.events += 1

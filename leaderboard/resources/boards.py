@@ -105,7 +105,7 @@ def install(app: Klein, ctx: AppContext) -> None:
         kind = preferred_type(request, BOARD_TYPES)
         if kind is None:
             raise NotAcceptable("this resource is available as " + ", ".join(BOARD_TYPES))
-        request.setHeader(b"Vary", b"Accept")
+        request.responseHeaders.addRawHeader(b"Vary", b"Accept")
         if kind == "text/event-stream":
             if ctx.streams is None:
                 raise NotAcceptable("event streams are not enabled on this server")
