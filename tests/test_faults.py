@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 from tests.harness.pushpin import pushpin_for
 from tests.harness.server import ServerProcess
