@@ -44,7 +44,9 @@ def make_service(config: Config, reactor: Any = None) -> LeaderboardService:
         reactor = global_reactor
     reactor.callWhenRunning(_graceful_signals, reactor)
     store = open_store(config.database_url, reactor)
-    hub = SseHub(reactor, config.keepalive_seconds, config.max_streams)
+    hub = SseHub(
+        reactor, config.keepalive_seconds, config.max_streams, stall_timeout=config.stall_seconds
+    )
     sinks: list[EventSink] = [hub]
     proxies = parse_grip_urls(config.grip_url) if config.grip_url else []
     publisher: GripPublisher | None = None

@@ -30,6 +30,8 @@ class Config:
     #: Origins allowed to call the API from a browser, or ("*",).
     cors_origins: tuple[str, ...] = ("*",)
     access_log: str = "on"
+    #: A native listener whose connection has not drained for this long is dropped.
+    stall_seconds: float = 30.0
 
 
 def _pick(
@@ -127,6 +129,13 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
             10_000_000,
         )
     )
+    stall_seconds = _number(
+        "LEADERBOARD_STALL_SECONDS",
+        _pick(options, environ, "stall-seconds", "LEADERBOARD_STALL_SECONDS"),
+        30.0,
+        1.0,
+        3600.0,
+    )
     from leaderboard.resources.auth import parse_api_keys
     from leaderboard.resources.cors import parse_cors_origins
 
@@ -156,4 +165,5 @@ def load_config(environ: Mapping[str, str], options: Mapping[str, object]) -> Co
         api_keys=api_keys,
         cors_origins=cors_origins,
         access_log=access_log,
+        stall_seconds=stall_seconds,
     )

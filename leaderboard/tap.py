@@ -44,6 +44,13 @@ class Options(usage.Options):
             "Native SSE streams per process [env LEADERBOARD_MAX_STREAMS, default 20000]",
         ],
         [
+            "stall-seconds",
+            None,
+            None,
+            "Drop a native SSE reader whose connection has not drained for this long "
+            "[env LEADERBOARD_STALL_SECONDS, default 30]",
+        ],
+        [
             "access-log",
             None,
             None,
@@ -77,6 +84,7 @@ class Options(usage.Options):
                 "max-streams",
                 "cors-origins",
                 "access-log",
+                "stall-seconds",
             )
             if self[k] is not None
         }

@@ -129,3 +129,41 @@ def test_sigterm_during_a_write_burst_loses_no_acknowledged_write(tmp_path: Path
         assert acked <= applied <= attempted, (acked, applied, attempted)
     finally:
         again.stop()
+
+
+def test_a_stalled_reader_is_dropped(tmp_path: Path) -> None:
+    """A client that stops reading: once its connection stops draining, it is sent nothing
+    more (memory stays bounded) and after LEADERBOARD_STALL_SECONDS it is dropped, while a
+    reading client keeps getting updates."""
+    import socket
+
+    server = ServerProcess(
+        tmp_path,
+        ["--database-url", f"sqlite:///{tmp_path}/s.sqlite3", "--top-n", "100",
+         "--keepalive", "1", "--access-log", "off"],
+        env={"LEADERBOARD_STALL_SECONDS": "2"},
+    ).start()
+    try:
+        assert http("POST", server.url + "/boards/", {"id": "big", "name": "Big"})[0] == 201
+        for i in range(100):
+            http("POST", server.url + "/boards/big/players/", {"id": f"p{i:03d}", "name": "N" * 64})
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", server.port))
+        stalled.sendall(b"GET /boards/big/ HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        reader = SseClient(server.url + "/boards/big/").start()
+        assert reader.wait_for(lambda c: len(c.events) >= 1)
+        wait_metric(server, "leaderboard_sse_streams_open", 2)
+        deadline = time.monotonic() + 90
+        n = 0
+        while metric(server, "leaderboard_sse_streams_open") != 1:
+            assert time.monotonic() < deadline, "the stalled reader was never dropped"
+            n += 1
+            post(server.url + f"/boards/big/players/p{n % 100:03d}/score-add/", {"amount": n})
+            time.sleep(0.02)
+        score = http("GET", server.url + f"/boards/big/players/p{n % 100:03d}/")[1]["score"]
+        wait_update(reader, f"p{n % 100:03d}", score)
+        reader.close()
+        stalled.close()
+    finally:
+        server.stop()
