@@ -24,8 +24,9 @@ def free_port() -> int:
 
 def post(url: str, body: Any = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -84,8 +85,11 @@ def test_200_listeners_each_way_all_get_the_update(stack: Any) -> None:
         for c in clients:
             assert c.wait_for(lambda c: len(c.events) >= 1, 20), c.status
         post(server.url + "/boards/demo/players/eric/score-add/", {"amount": 1000})
-        missing = [i for i, c in enumerate(clients)
-                   if not c.wait_for(lambda c: c.score_of("eric") == 1006, 15)]
+        missing = [
+            i
+            for i, c in enumerate(clients)
+            if not c.wait_for(lambda c: c.score_of("eric") == 1006, 15)
+        ]
         assert missing == []
     finally:
         for c in clients:
@@ -96,8 +100,11 @@ def test_a_forged_grip_sig_gets_a_native_stream(stack: Any) -> None:
     server, pushpin = stack
     import jwt
 
-    forged = jwt.encode({"iss": "pushpin", "exp": int(time.time()) + 600},
-                        "not-the-proxy-key-but-long-enough-for-hs256", algorithm="HS256")
+    forged = jwt.encode(
+        {"iss": "pushpin", "exp": int(time.time()) + 600},
+        "not-the-proxy-key-but-long-enough-for-hs256",
+        algorithm="HS256",
+    )
     client = SseClient(server.url + "/boards/demo/", headers={"Grip-Sig": forged}).start()
     try:
         assert client.wait_for(lambda c: len(c.events) >= 1)
@@ -113,10 +120,12 @@ def test_a_genuine_grip_sig_gets_hold_instructions(stack: Any) -> None:
     server, pushpin = stack
     import jwt
 
-    genuine = jwt.encode({"iss": pushpin.sig_iss, "exp": int(time.time()) + 600},
-                         pushpin.sig_key, algorithm="HS256")
-    req = urllib.request.Request(server.url + "/boards/demo/",
-                                 headers={"Accept": "text/event-stream", "Grip-Sig": genuine})
+    genuine = jwt.encode(
+        {"iss": pushpin.sig_iss, "exp": int(time.time()) + 600}, pushpin.sig_key, algorithm="HS256"
+    )
+    req = urllib.request.Request(
+        server.url + "/boards/demo/", headers={"Accept": "text/event-stream", "Grip-Sig": genuine}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.headers["Grip-Hold"] == "stream"
         assert resp.headers["Grip-Channel"] == "board-demo"
@@ -135,31 +144,27 @@ def test_direct_stream_without_pushpin(tmp_path: Path) -> None:
             client.close()
 
 
-
-
 def test_many_web_processes_one_publisher_on_rethinkdb(tmp_path: Path) -> None:
     """The production topology: Pushpin in front of two stateless web processes on one
     RethinkDB; only one publishes, and a write through either reaches every listener."""
-    import re
-    import subprocess
-    import sys
+    from tests.harness.rethinkdb import rethink_database
 
-    from tests.harness.server import ROOT
-
-    db = subprocess.Popen([sys.executable, "-m", "tests.reqlserver", "--port", "0"],
-                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert db.stdout is not None
-        db_port = int(re.search(r":(\d+)", db.stdout.readline()).group(1))  # type: ignore[union-attr]
-        url = f"rethinkdb://127.0.0.1:{db_port}/leaderboard"
+    # The wire-protocol test server, or a real RethinkDB when the switch is set.
+    with rethink_database(tmp_path) as db:
+        url = db.url
         ports = [free_port(), free_port()]
         with pushpin_for(ports[0], routes=[f"* 127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"]) as pp:
             procs = [
-                ServerProcess(tmp_path / name, ["--database-url", url, flag],
-                              env={"GRIP_URL": pp.grip_url_verified},
-                              port=f"tcp:{port}:interface=127.0.0.1").start()
-                for name, flag, port in (("pub", "--publish", ports[0]),
-                                         ("web", "--no-publish", ports[1]))
+                ServerProcess(
+                    tmp_path / name,
+                    ["--database-url", url, flag],
+                    env={"GRIP_URL": pp.grip_url_verified},
+                    port=f"tcp:{port}:interface=127.0.0.1",
+                ).start()
+                for name, flag, port in (
+                    ("pub", "--publish", ports[0]),
+                    ("web", "--no-publish", ports[1]),
+                )
             ]
             publisher, web = procs
             clients = [SseClient(pp.http_url + "/boards/demo/").start() for _ in range(10)]
@@ -179,6 +184,3 @@ def test_many_web_processes_one_publisher_on_rethinkdb(tmp_path: Path) -> None:
                     c.close()
                 for p in procs:
                     p.stop()
-    finally:
-        db.terminate()
-        db.wait(10)

@@ -3,64 +3,22 @@ when LEADERBOARD_TEST_RETHINKDB_URL is set), behind a TCP proxy that can cut it 
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rethinkdb import RethinkDB
 
-from tests.harness.server import ROOT, ServerProcess
+from tests.harness.rethinkdb import Database, rethink_database
+from tests.harness.server import ServerProcess
 from tests.harness.sse import SseClient
 from tests.harness.tcpproxy import TcpProxy
-from tests.rethink_fixture import real_server_url
 from tests.test_integration import http
-
-
-class Database:
-    """Where the database is: host, port, db name; and a blocking driver connection for
-    writes made from outside the API (never on the reactor: these tests are synchronous)."""
-
-    def __init__(self, host: str, port: int, db: str) -> None:
-        self.host, self.port, self.db = host, port, db
-        self.r = RethinkDB()
-
-    def run(self, query: Any) -> Any:
-        conn = self.r.connect(host=self.host, port=self.port, db=self.db, timeout=10)
-        try:
-            return query.run(conn)
-        finally:
-            conn.close()
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Any:
-    url = real_server_url()
-    if url:
-        from leaderboard.store.rethink import parse_rethink_url
-
-        settings = parse_rethink_url(url)
-        db = Database(settings.host, settings.port, f"lb_it_{uuid.uuid4().hex[:10]}")
+    with rethink_database(tmp_path) as db:
         yield db
-        try:
-            db.run(db.r.db_drop(db.db))
-        except Exception:  # noqa: S110 - nothing was created
-            pass
-        return
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.reqlserver", "--port", "0", "--data", str(tmp_path / "r.json")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-    assert m, line
-    yield Database("127.0.0.1", int(m.group(1)), "leaderboard")
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture
@@ -76,16 +34,24 @@ def start(tmp_path: Path, proxy: TcpProxy, database: Database, **kw: Any) -> Ser
     ).start(**kw)
 
 
-def test_rest_contract_and_restart_on_rethinkdb(tmp_path: Path, proxy: TcpProxy,
-                                                database: Database) -> None:
+def test_rest_contract_and_restart_on_rethinkdb(
+    tmp_path: Path, proxy: TcpProxy, database: Database
+) -> None:
     server = start(tmp_path, proxy, database)
     try:
         status, board = http("GET", server.url + "/boards/demo/")
         assert status == 200 and [p["id"] for p in board["players"]] == [
-            "stan", "kyle", "kenny", "eric", "butters"]
+            "stan",
+            "kyle",
+            "kenny",
+            "eric",
+            "butters",
+        ]
         assert http("POST", server.url + "/boards/", {"id": "go", "name": "Go"})[0] == 201
         assert http("POST", server.url + "/boards/", {"id": "go", "name": "Go"})[0] == 409
-        assert http("POST", server.url + "/boards/go/players/", {"id": "lee", "name": "Lee"})[0] == 201
+        assert (
+            http("POST", server.url + "/boards/go/players/", {"id": "lee", "name": "Lee"})[0] == 201
+        )
         status, p = http("POST", server.url + "/boards/go/players/lee/score-add/", {"amount": 9})
         assert (status, p["score"], p["rank"]) == (200, 9, 1)
         status, err = http("POST", server.url + "/boards/go/players/nobody/score-add/")
@@ -103,8 +69,9 @@ def test_rest_contract_and_restart_on_rethinkdb(tmp_path: Path, proxy: TcpProxy,
         again.stop()
 
 
-def test_a_write_from_outside_the_api_reaches_a_listener(tmp_path: Path, proxy: TcpProxy,
-                                                        database: Database) -> None:
+def test_a_write_from_outside_the_api_reaches_a_listener(
+    tmp_path: Path, proxy: TcpProxy, database: Database
+) -> None:
     server = start(tmp_path, proxy, database)
     client = SseClient(server.url + "/boards/demo/").start()
     try:
@@ -126,7 +93,9 @@ def test_database_outage_503_then_recovery_to_the_current_state(
     try:
         assert client.wait_for(lambda c: len(c.events) >= 1)
         proxy.sever()
-        status, err = http("POST", server.url + "/boards/demo/players/eric/score-add/", {"amount": 1})
+        status, err = http(
+            "POST", server.url + "/boards/demo/players/eric/score-add/", {"amount": 1}
+        )
         assert status == 503 and err["error"]["code"] == "unavailable"
         status, err = http("GET", server.url + "/boards/demo/")
         assert status == 503
@@ -138,7 +107,9 @@ def test_database_outage_503_then_recovery_to_the_current_state(
         assert client.wait_for(lambda c: c.score_of("eric") == 900, 20), client.events[-1:]
         deadline_ok = False
         for _ in range(100):
-            status, p = http("POST", server.url + "/boards/demo/players/eric/score-add/", {"amount": 1})
+            status, p = http(
+                "POST", server.url + "/boards/demo/players/eric/score-add/", {"amount": 1}
+            )
             if status == 200:
                 deadline_ok = True
                 break
@@ -152,8 +123,9 @@ def test_database_outage_503_then_recovery_to_the_current_state(
         server.stop()
 
 
-def test_store_unreachable_at_start_then_recovers(tmp_path: Path, proxy: TcpProxy,
-                                                  database: Database) -> None:
+def test_store_unreachable_at_start_then_recovers(
+    tmp_path: Path, proxy: TcpProxy, database: Database
+) -> None:
     proxy.sever()
     server = start(tmp_path, proxy, database, wait_ready=False)
     try:
@@ -165,5 +137,3 @@ def test_store_unreachable_at_start_then_recovers(tmp_path: Path, proxy: TcpProx
         assert status == 200 and board["id"] == "demo"
     finally:
         server.stop()
-
-
