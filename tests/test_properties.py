@@ -1,5 +1,6 @@
-"""Property tests: random sequences of creates and score-adds agree with a plain Python model
-(scores, ranks, top N, tie order), through the API in memory and on every store kind."""
+"""Property tests: random sequences of creates, score-adds and score submissions, on boards of
+every order and operator, agree with a plain Python model (scores, ranks, top N, tie order,
+pages, around-me), through the API in memory and on every store kind."""
 
 from __future__ import annotations
 
@@ -23,26 +24,61 @@ BOARDS = ["b1", "b2", "B-3"]
 PLAYERS = ["a", "A", "_z", "-x", "0", "a-", "Z9", "ab", "aa"]
 
 
+ORDERS = ["desc", "asc"]
+OPERATORS = ["incr", "set", "best"]
+
+
 @dataclass
 class Model:
-    """The whole contract in a few lines: a board is a dict of player id to score."""
+    """The whole contract in a few lines: a board is a dict of player id to score, with an
+    order (desc: higher is better; asc: lower is better) and an operator for submissions."""
 
     boards: dict[str, dict[str, int]] = field(default_factory=dict)
+    options: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def better(self, board: str, a: int, b: int) -> bool:
+        return a > b if self.options.get(board, ("desc", "incr"))[0] == "desc" else a < b
 
     def ranked(self, board: str) -> list[tuple[str, int, int]]:
         scores = self.boards[board]
-        ordered = sorted(scores, key=lambda pid: (-scores[pid], pid.encode()))
+        sign = -1 if self.options.get(board, ("desc", "incr"))[0] == "desc" else 1
+        ordered = sorted(scores, key=lambda pid: (sign * scores[pid], pid.encode()))
         return [(pid, scores[pid], self.rank(board, pid)) for pid in ordered]
 
     def rank(self, board: str, player: str) -> int:
         scores = self.boards[board]
-        return 1 + sum(1 for s in scores.values() if s > scores[player])
+        return 1 + sum(1 for s in scores.values() if self.better(board, s, scores[player]))
+
+    def submit(self, board: str, player: str, score: int) -> int:
+        order, operator = self.options.get(board, ("desc", "incr"))
+        scores = self.boards[board]
+        if player not in scores:
+            scores[player] = score
+        elif operator == "incr":
+            scores[player] += score
+        elif operator == "set":
+            scores[player] = score
+        else:
+            keep = max if order == "desc" else min
+            scores[player] = keep(scores[player], score)
+        return scores[player]
 
 
 # -- through the API ----------------------------------------------------------------------------
 
 op = st.one_of(
-    st.tuples(st.just("board"), st.sampled_from(BOARDS)),
+    st.tuples(
+        st.just("board"),
+        st.sampled_from(BOARDS),
+        st.sampled_from(ORDERS),
+        st.sampled_from(OPERATORS),
+    ),
+    st.tuples(
+        st.just("submit"),
+        st.sampled_from(BOARDS),
+        st.sampled_from(PLAYERS),
+        st.integers(-50, 50),
+    ),
     st.tuples(st.just("player"), st.sampled_from(BOARDS), st.sampled_from(PLAYERS)),
     st.tuples(
         st.just("add"),
@@ -80,14 +116,34 @@ def test_api_agrees_with_model(ops: list[tuple[Any, ...]]) -> None:
         for step in ops:
             kind, board = step[0], step[1]
             if kind == "board":
-                resp, data = api.call("POST", "/boards/", json_body={"id": board, "name": board})
+                order, operator = step[2], step[3]
+                resp, data = api.call(
+                    "POST",
+                    "/boards/",
+                    json_body={"id": board, "name": board, "order": order, "operator": operator},
+                )
                 if board in model.boards:
                     assert resp.code == 409 and data["error"]["code"] == "already_exists"
                 else:
                     assert resp.code == 201
                     assert (data["id"], data["name"], data["players"]) == (board, board, [])
+                    assert (data["order"], data["operator"]) == (order, operator)
                     assert resp.headers.getRawHeaders(b"location") == [f"/boards/{board}/".encode()]
                     model.boards[board] = {}
+                    model.options[board] = (order, operator)
+            elif kind == "submit":
+                player, score = step[2], step[3]
+                resp, data = api.call(
+                    "POST",
+                    f"/boards/{board}/players/{player}/score/",
+                    json_body={"score": score, "name": "P"},
+                )
+                if board not in model.boards:
+                    assert resp.code == 404
+                else:
+                    assert resp.code == 200, data
+                    assert data["score"] == model.submit(board, player, score)
+                    assert data["rank"] == model.rank(board, player)
             elif kind == "player":
                 player = step[2]
                 resp, data = api.call(
@@ -119,6 +175,19 @@ def test_api_agrees_with_model(ops: list[tuple[Any, ...]]) -> None:
                 check_board(api, model, board, step[2])
         for board in BOARDS:
             check_board(api, model, board, 100)
+            if board in model.boards:
+                pages: list[tuple[str, int, int]] = []
+                url: str | None = f"/boards/{board}/players/?limit=4"
+                while url:
+                    _, page = api.call("GET", url)
+                    pages += [(p["id"], p["score"], p["rank"]) for p in page["players"]]
+                    url = page["next"]
+                assert pages == model.ranked(board)
+                ranked = model.ranked(board)
+                for i, (player, _, _) in enumerate(ranked):
+                    _, near = api.call("GET", f"/boards/{board}/players/{player}/around/?n=2")
+                    got = [(p["id"], p["score"], p["rank"]) for p in near["players"]]
+                    assert got == ranked[max(0, i - 2) : i + 3]
             for player in model.boards.get(board, {}):
                 _, data = api.call("GET", f"/boards/{board}/players/{player}/")
                 assert (data["score"], data["rank"]) == (
@@ -139,8 +208,10 @@ def test_api_agrees_with_model(ops: list[tuple[Any, ...]]) -> None:
 async def run_sequence(store: Any, seed: int, board: str) -> None:
     rng = random.Random(seed)
     model = Model()
-    await store.create_board(board, board)
+    order, operator = rng.choice(ORDERS), rng.choice(OPERATORS)
+    await store.create_board(board, board, order, operator)
     model.boards[board] = {}
+    model.options[board] = (order, operator)
     players = rng.sample(PLAYERS, rng.randint(2, len(PLAYERS)))
     for _ in range(rng.randint(10, 40)):
         roll = rng.random()
@@ -153,6 +224,11 @@ async def run_sequence(store: Any, seed: int, board: str) -> None:
             else:
                 assert player not in model.boards[board] and created.score == 0
                 model.boards[board][player] = 0
+        elif roll < 0.55:
+            score = rng.randint(-20, 20)
+            standing = await store.submit_score(board, player, score, "P")
+            assert standing.player.score == model.submit(board, player, score)
+            assert standing.rank == model.rank(board, player)
         elif roll < 0.85:
             amount = rng.choice([rng.randint(-2, 2), rng.randint(-(10**6), 10**6)])
             try:
@@ -171,6 +247,13 @@ async def run_sequence(store: Any, seed: int, board: str) -> None:
     view = await store.board_view(board, 100)
     got = [(s.player.id, s.player.score, s.rank) for s in view.standings]
     assert got == model.ranked(board), (seed, got)
+    ranked = model.ranked(board)
+    page = await store.list_players(board, 2, 3)
+    assert [(s.player.id, s.player.score, s.rank) for s in page] == ranked[2:5], seed
+    for i, (player, _, _) in enumerate(ranked):
+        near = await store.around(board, player, 1)
+        got = [(s.player.id, s.player.score, s.rank) for s in near]
+        assert got == ranked[max(0, i - 1) : i + 2], (seed, player, got)
     for player, score in model.boards[board].items():
         standing = await store.get_player(board, player)
         assert (standing.player.score, standing.rank) == (score, model.rank(board, player))
