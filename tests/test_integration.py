@@ -76,6 +76,11 @@ def test_demo_rest_and_restart_keeps_scores(tmp_path: Path) -> None:
         assert again.stop() == 0
 
 
+def test_no_server_banner(server: ServerProcess) -> None:
+    with urllib.request.urlopen(server.url + "/boards/demo/", timeout=10) as resp:
+        assert resp.headers.get("Server") is None
+
+
 def test_errors_over_the_wire(server: ServerProcess) -> None:
     status, body = http(
         "POST", server.url + "/boards/demo/players/stan/score-add/", {"amount": "1"}

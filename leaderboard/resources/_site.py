@@ -28,6 +28,12 @@ class BoundedRequest(Request):
 
     max_body = MAX_BODY
 
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        # twisted.web announces its name and version in ``Server``; this server does not.
+        if (name.lower() if isinstance(name, bytes) else name.lower().encode()) == b"server":
+            return
+        super().setHeader(name, value)
+
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.max_body:
             self._refuse()
