@@ -206,10 +206,17 @@ def run_pushpin(args: argparse.Namespace, stack: ExitStack) -> list[dict[str, An
                                    rate=args.connect_rate, timeout=args.connect_timeout)
             log(f"pushpin n={n}: {connect['admitted']} admitted, {connect['failed']} failed "
                 f"in {connect['seconds']} s")
-            project = measure(load, HttpWrite(server.url), args.singles, args.sustained,
-                              args.rate, args.wait_timeout)
-            raw = measure(load, RawPublish(pushpin.grip_url), args.singles, args.sustained,
-                          args.rate, args.wait_timeout)
+            # Both single-write series before either sustained phase: an overloaded
+            # sustained phase can make Pushpin drop slow subscribers, and the raw singles
+            # measured after it would then reach nobody.
+            project_write, raw_write = HttpWrite(server.url), RawPublish(pushpin.grip_url)
+            project = measure(load, project_write, args.singles, 0, args.rate,
+                              args.wait_timeout)
+            raw = measure(load, raw_write, args.singles, 0, args.rate, args.wait_timeout)
+            project.update(measure(load, project_write, 0, args.sustained, args.rate,
+                                   args.wait_timeout))
+            raw.update(measure(load, raw_write, 0, args.sustained, args.rate,
+                               args.wait_timeout))
             cpu = load.stop()
             rows.append({"mode": "pushpin", "system": "project", "n": n, "connect": connect,
                          **project, "client_cpu_s": cpu})
