@@ -4,8 +4,8 @@
     python bench/write_path.py [--connections 1,16,64] [--seconds 8] [--repeat 3]
 
 Side by side in one run: a bare Klein handler that does nothing (bench/bare_klein.py, the
-ceiling), ``twistd -n leaderboard`` on SQLite (access log on, the default, and a second
-server with ``LEADERBOARD_ACCESS_LOG=off`` unless ``--no-log-off``), and ``twistd -n leaderboard`` on the RethinkDB
+ceiling), ``twistd -n leaderboard`` on SQLite (access log off, the default, and a second
+server with ``LEADERBOARD_ACCESS_LOG=on`` unless ``--no-log-on``), and ``twistd -n leaderboard`` on the RethinkDB
 wire-protocol test server (``python -m tests.reqlserver``). The load comes from ``wrk``
 (Debian's, ``apt-get install -y wrk``) in its own process, spreading writes over 50 players
 of one board. Each (target, connections) cell runs ``--repeat`` times, interleaved; the
@@ -96,27 +96,27 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path,
 
 
 def start_targets(stack: ExitStack, want_rethink: bool,
-                  want_log_off: bool = True,
+                  want_log_on: bool = True,
                   ) -> tuple[dict[str, tuple[str, int]], dict[str, str]]:
     targets: dict[str, tuple[str, int]] = {}
     problems: dict[str, str] = {}
     klein = bare_klein(stack)
     targets["bare-klein"] = (klein.url, klein.pid)
-    sqlite = project_server(stack, env={"LEADERBOARD_ACCESS_LOG": "on"})
+    sqlite = project_server(stack, env={"LEADERBOARD_ACCESS_LOG": "off"})  # the default
     make_board(sqlite.url, BOARD, PLAYERS)
     assert sqlite.proc is not None
     targets["sqlite"] = (sqlite.url, sqlite.proc.pid)
-    if want_log_off:
-        quiet = project_server(stack, env={"LEADERBOARD_ACCESS_LOG": "off"})
-        make_board(quiet.url, BOARD, PLAYERS)
-        assert quiet.proc is not None
-        targets["sqlite-access-log-off"] = (quiet.url, quiet.proc.pid)
+    if want_log_on:
+        loud = project_server(stack, env={"LEADERBOARD_ACCESS_LOG": "on"})
+        make_board(loud.url, BOARD, PLAYERS)
+        assert loud.proc is not None
+        targets["sqlite-access-log-on"] = (loud.url, loud.proc.pid)
     if want_rethink:
         try:
             reql = reqlserver(stack)
             rethink = project_server(
                 stack, env={"DATABASE_URL": f"rethinkdb://127.0.0.1:{reql.port}/bench",
-                            "LEADERBOARD_ACCESS_LOG": "on"})
+                            "LEADERBOARD_ACCESS_LOG": "off"})
             make_board(rethink.url, BOARD, PLAYERS)
             assert rethink.proc is not None
             targets["rethinkdb-test-server"] = (rethink.url, rethink.proc.pid)
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="per wrk run")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-rethinkdb", action="store_true")
-    parser.add_argument("--no-log-off", action="store_true",
-                        help="skip the extra SQLite server with LEADERBOARD_ACCESS_LOG=off")
+    parser.add_argument("--no-log-on", action="store_true",
+                        help="skip the extra SQLite server with LEADERBOARD_ACCESS_LOG=on")
     parser.add_argument("--plot", type=Path, default=PERF_DIR / "write_path.png")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         script = Path(tmp) / "score_add.lua"
         script.write_text(WRK_SCRIPT)
         targets, problems = start_targets(stack, not args.no_rethinkdb,
-                                          not args.no_log_off)
+                                          not args.no_log_on)
         for url, pid in targets.values():  # warm up each target
             run_wrk(url, 4, 1, script, pid)
         runs: dict[str, dict[int, list[dict[str, Any]]]] = {t: {} for t in targets}
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     emit({"bench": "write_path", "machine": machine(), "generator": wrk_version(),
           "seconds": round(time.monotonic() - began, 1),
           "table": {n: {str(c): v for c, v in cells.items()} for n, cells in table.items()},
-          "access_log": {"sqlite": "on", "sqlite-access-log-off": "off",
-                         "rethinkdb-test-server": "on"},
+          "access_log": {"sqlite": "off", "sqlite-access-log-on": "on",
+                         "rethinkdb-test-server": "off"},
           "ratio_to_bare_klein": ratios,
           "target": {"sqlite_at": top, "ratio": sqlite_ratio, "want": 0.5,
                      "met": sqlite_ratio is not None and sqlite_ratio >= 0.5},

@@ -130,6 +130,9 @@ class Metrics:
         return encoder(self.registry), content_type
 
 
+_ROUTE_CACHE = 4096
+
+
 def route_template(url_map: Map, method: str, path: str) -> str:
     """The route a path belongs to, OpenAPI style (``/boards/{board}/``), or L{UNMATCHED}."""
     adapter = url_map.bind("localhost", path_info=path, default_method=method)
@@ -161,6 +164,18 @@ class MetricsResource(Resource):
         self._wrapped = wrapped
         self._metrics = metrics
         self._url_map = url_map
+        #: (method, path) -> route template; bounded, so random paths cannot grow it.
+        self._routes: dict[tuple[str, str], str] = {}
+
+    def _route(self, method: str, path: str) -> str:
+        key = (method, path)
+        route = self._routes.get(key)
+        if route is None:
+            route = route_template(self._url_map, method, path)
+            if len(self._routes) >= _ROUTE_CACHE:
+                del self._routes[next(iter(self._routes))]
+            self._routes[key] = route
+        return route
 
     def render(self, request: IRequest) -> Any:
         req: Any = request  # a twisted.web Request: code, notifyFinish
@@ -170,7 +185,7 @@ class MetricsResource(Resource):
         segments: Sequence[bytes] = [*request.prepath, *request.postpath]  # type: ignore[attr-defined]
         try:
             path = "/" + b"/".join(segments).decode("utf-8")
-            route = route_template(self._url_map, method, path)
+            route = self._route(method, path)
         except UnicodeDecodeError:
             route = UNMATCHED
         started = self._metrics.clock.seconds()

@@ -54,7 +54,7 @@ class Options(usage.Options):
             "access-log",
             None,
             None,
-            "on, off, or a file path [env LEADERBOARD_ACCESS_LOG, default on]",
+            "on, off, or a file path [env LEADERBOARD_ACCESS_LOG, default off]",
         ],
         [
             "cors-origins",

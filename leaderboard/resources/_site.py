@@ -68,7 +68,7 @@ class LeaderboardSite(Site):
     requestFactory = BoundedRequest
 
     def __init__(self, resource: IResource, idle_timeout: float = 60.0,
-                 access_log: str = "on", **kw: Any) -> None:
+                 access_log: str = "off", **kw: Any) -> None:
         log_path = None if access_log in ("on", "off") else access_log
         super().__init__(resource, timeout=idle_timeout, logPath=log_path, **kw)
         self.displayTracebacks = False
