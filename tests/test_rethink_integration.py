@@ -137,3 +137,62 @@ def test_store_unreachable_at_start_then_recovers(
         assert status == 200 and board["id"] == "demo"
     finally:
         server.stop()
+
+
+def test_test_server_stopped_mid_stream_and_started_again(tmp_path: Path) -> None:
+    """The database process itself goes away and comes back on the same port with its data
+    (always the wire-protocol test server: a real one cannot be stopped from here; the
+    proxy-cut test above covers a real server)."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.harness.server import ROOT
+
+    data = tmp_path / "db.json"
+
+    def start_db(port: int = 0) -> tuple[subprocess.Popen[str], int]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.reqlserver", "--port", str(port), "--data", str(data)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        assert m
+        return proc, int(m.group(1))
+
+    db, port = start_db()
+    server = ServerProcess(
+        tmp_path / "web", ["--database-url", f"rethinkdb://127.0.0.1:{port}/leaderboard"]
+    ).start()
+    client = SseClient(server.url + "/boards/demo/").start()
+    try:
+        assert client.wait_for(lambda c: len(c.events) >= 1)
+        db.terminate()
+        db.wait(10)
+        status, err = http(
+            "POST", server.url + "/boards/demo/players/kyle/score-add/", {"amount": 5}
+        )
+        assert status == 503 and err["error"]["code"] == "unavailable"
+        db, _ = start_db(port)
+        import time
+
+        deadline = time.monotonic() + 30
+        while True:
+            status, p = http(
+                "POST", server.url + "/boards/demo/players/kyle/score-add/", {"amount": 5}
+            )
+            if status == 200:
+                break
+            assert status == 503 and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert p["score"] == 15  # the write during the outage was refused, not half-applied
+        assert client.wait_for(lambda c: c.score_of("kyle") == 15, 15), client.events[-1:]
+    finally:
+        client.close()
+        server.stop()
+        db.terminate()
+        db.wait(10)
