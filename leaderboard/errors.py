@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.test_api -*-
-"""Typed errors: raised by the store and the resources, rendered once at the edge."""
+"""Typed errors, all of them: raised by the store and the resources, rendered once at the
+edge (L{leaderboard.resources._app.render_failure})."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ class ScoreOutOfRange(InvalidInput):
     code = "score_out_of_range"
 
 
+class Unauthorized(LeaderboardError):
+    """No usable credentials: the header is missing, not Bearer, or malformed."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LeaderboardError):
+    """Credentials were given, and they are not a key this server accepts."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(LeaderboardError):
     status = 404
     code = "not_found"
@@ -32,6 +47,13 @@ class NotFound(LeaderboardError):
 class AlreadyExists(LeaderboardError):
     status = 409
     code = "already_exists"
+
+
+class NotAcceptable(LeaderboardError):
+    """Nothing the resource offers is acceptable to the client's ``Accept``."""
+
+    status = 406
+    code = "not_acceptable"
 
 
 class PayloadTooLarge(LeaderboardError):
@@ -49,3 +71,17 @@ class StoreUnavailable(LeaderboardError):
 
     status = 503
     code = "unavailable"
+
+
+class TooManyStreams(LeaderboardError):
+    """This process holds as many native streams as it may."""
+
+    status = 503
+    code = "too_many_streams"
+
+
+class NotReady(LeaderboardError):
+    """``/readyz``: the store or the feed loop is not ready."""
+
+    status = 503
+    code = "not_ready"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from leaderboard.errors import LeaderboardError
+from leaderboard.errors import Forbidden, Unauthorized
 
 log = Logger(namespace="leaderboard.auth")
 
@@ -21,20 +21,6 @@ CHALLENGE = b'Bearer realm="leaderboard"'
 #: An API key: RFC 7235 token68 characters, so that it fits in a Bearer header as it is.
 _KEY = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}\Z")
 _BEARER = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/=-]+) *\Z")
-
-
-class Unauthorized(LeaderboardError):
-    """No usable credentials: the header is missing, not Bearer, or malformed."""
-
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(LeaderboardError):
-    """Credentials were given, and they are not a key this server accepts."""
-
-    status = 403
-    code = "forbidden"
 
 
 def parse_api_keys(value: str | None) -> list[str]:

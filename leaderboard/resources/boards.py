@@ -9,7 +9,7 @@ from klein import Klein
 from twisted.internet.defer import inlineCallbacks
 from twisted.web.iweb import IRequest
 
-from leaderboard.errors import InvalidInput, LeaderboardError
+from leaderboard.errors import InvalidInput, NotAcceptable
 from leaderboard.model import (
     OPERATORS,
     ORDERS,
@@ -28,11 +28,6 @@ from leaderboard.resources._http import json_response, preferred_type, read_body
 #: What GET /boards/{b}/ can answer, JSON first so that ``*/*`` alone means JSON.
 BOARD_TYPES = ["application/json", "text/event-stream", "text/html"]
 LIST_LIMIT = 20
-
-
-class NotAcceptable(LeaderboardError):
-    status = 406
-    code = "not_acceptable"
 
 
 def offset_arg(request: IRequest) -> int:

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from leaderboard.errors import LeaderboardError
+from leaderboard.errors import LeaderboardError, NotReady
 from leaderboard.resources._app import AppContext
 from leaderboard.resources._http import json_response
 
@@ -21,11 +21,6 @@ log = Logger(namespace="leaderboard.health")
 
 #: Answers None when the server is ready, else the reason it is not (or a Deferred of that).
 Readiness = Callable[[], "Deferred[str | None] | str | None"]
-
-
-class NotReady(LeaderboardError):
-    status = 503
-    code = "not_ready"
 
 
 def service_readiness(

@@ -9,7 +9,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from leaderboard.errors import LeaderboardError
+from leaderboard.errors import TooManyStreams
 from leaderboard.feed.grip import (
     GripProxy,
     channel_for_board,
@@ -19,11 +19,6 @@ from leaderboard.feed.grip import (
 from leaderboard.feed.hub import SseHub
 from leaderboard.model import Event, board_event
 from leaderboard.store import Store
-
-
-class TooManyStreams(LeaderboardError):
-    status = 503
-    code = "too_many_streams"
 
 
 class BoardStreams:
@@ -36,8 +31,14 @@ class BoardStreams:
 
     log = Logger()
 
-    def __init__(self, store: Store, hub: SseHub, top_n: int, keepalive_seconds: float,
-                 proxies: list[GripProxy] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hub: SseHub,
+        top_n: int,
+        keepalive_seconds: float,
+        proxies: list[GripProxy] | None = None,
+    ) -> None:
         self.store = store
         self.hub = hub
         self.top_n = top_n
@@ -62,8 +63,7 @@ class BoardStreams:
         request.setHeader(b"Content-Type", b"text/event-stream")
         request.setHeader(b"Cache-Control", b"no-cache")
         if grip:
-            headers = hold_stream_headers(channel_for_board(board_id),
-                                          int(self.keepalive_seconds))
+            headers = hold_stream_headers(channel_for_board(board_id), int(self.keepalive_seconds))
             for name, value in headers.items():
                 request.setHeader(name, value)
             return event.encoded
