@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 from klein import Klein
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.web.iweb import IRequest
 
 from leaderboard.errors import InvalidInput, NotAcceptable
@@ -26,8 +27,25 @@ from leaderboard.resources._app import AppContext
 from leaderboard.resources._http import json_response, preferred_type, read_body
 
 #: What GET /boards/{b}/ can answer, JSON first so that ``*/*`` alone means JSON.
+T = TypeVar("T")
+
 BOARD_TYPES = ["application/json", "text/event-stream", "text/html"]
 LIST_LIMIT = 20
+
+
+@inlineCallbacks
+def paged(
+    request: IRequest, path: str, fetch: Callable[[int, int], Deferred[list[T]]]
+) -> Generator[Deferred[Any], Any, tuple[list[T], dict[str, Any]]]:
+    """One page of a listing: ``?offset=`` and ``?limit=`` (default 20) read and checked,
+    one row more than the page fetched to know whether there is a next page, and the
+    ``offset``/``limit``/``next`` fields of the answer."""
+    offset = offset_arg(request)
+    text = query_arg(request, "limit")
+    limit = LIST_LIMIT if text is None else check_limit(text)
+    rows = yield fetch(offset, limit + 1)
+    following = f"{path}?offset={offset + limit}&limit={limit}" if len(rows) > limit else None
+    return rows[:limit], {"offset": offset, "limit": limit, "next": following}
 
 
 def offset_arg(request: IRequest) -> int:
@@ -77,21 +95,9 @@ def install(app: Klein, ctx: AppContext) -> None:
     @app.route("/boards/", methods=["GET"], strict_slashes=False)
     @inlineCallbacks
     def list_boards(request: IRequest) -> Any:
-        offset = offset_arg(request)
-        limit_arg = query_arg(request, "limit")
-        limit = LIST_LIMIT if limit_arg is None else check_limit(limit_arg)
-        rows = yield ctx.store.list_boards(offset, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return json_response(
-            request,
-            {
-                "boards": [{"id": b.id, "name": b.name, "players": b.players} for b in rows],
-                "offset": offset,
-                "limit": limit,
-                "next": f"/boards/?offset={offset + limit}&limit={limit}" if more else None,
-            },
-        )
+        rows, page = yield paged(request, "/boards/", ctx.store.list_boards)
+        boards = [{"id": b.id, "name": b.name, "players": b.players} for b in rows]
+        return json_response(request, {"boards": boards, **page})
 
     @app.route("/boards/<board>/", methods=["GET"], strict_slashes=False)
     @inlineCallbacks

@@ -78,6 +78,15 @@ def _limit(default: str) -> dict[str, Any]:
     }
 
 
+#: ``?offset=`` of the paginated listings.
+_OFFSET: dict[str, Any] = {
+    "name": "offset",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+}
+
+
 def _body(schema_name: str, required: bool, example: dict[str, Any]) -> dict[str, Any]:
     schema = _ref("schemas", schema_name)
     return {
@@ -302,8 +311,8 @@ def _components() -> dict[str, Any]:
         },
         "responses": {
             "BadRequest": _error(
-                "bad input: id, name, amount, limit, offset, body or query", [
-                    "invalid_input", "score_out_of_range"]
+                "bad input: id, name, amount, limit, offset, body or query",
+                ["invalid_input", "score_out_of_range"],
             ),
             "Unauthorized": _error(
                 "no API key given, or a malformed Authorization header (only when the "
@@ -359,7 +368,7 @@ def document() -> dict[str, Any]:
         "one whenever its top N changes (bursts coalesced), and a `: keep-alive` comment "
         "every LEADERBOARD_KEEPALIVE_SECONDS. Each event is `event: update`, `id: <opaque>`, "
         "`data: <the Board JSON on one line>`. When the board is deleted the stream ends with "
-        "`event: deleted`, `data: {\"id\": ..., \"deleted\": true}`. Through a GRIP proxy "
+        '`event: deleted`, `data: {"id": ..., "deleted": true}`. Through a GRIP proxy '
         "the same bytes come "
         "from the proxy. A reconnecting client (with or without Last-Event-ID) gets the "
         "current state first."
@@ -412,12 +421,7 @@ def document() -> dict[str, Any]:
                 "summary": "the boards, by id, a page at a time",
                 "tags": ["boards"],
                 "parameters": [
-                    {
-                        "name": "offset",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
-                    },
+                    _OFFSET,
                     _limit("20"),
                 ],
                 "responses": {
@@ -636,7 +640,7 @@ def document() -> dict[str, Any]:
             "description": (
                 "A realtime leaderboard: boards of players with scores, JSON over HTTP, every "
                 "change pushed as Server-Sent Events. Every path ending in `/` also answers "
-                "without it. Errors are always JSON: `{\"error\": {\"code\", \"message\"}}`; "
+                'without it. Errors are always JSON: `{"error": {"code", "message"}}`; '
                 "a method a path does not have is 405 with `Allow`. Rank is competition "
                 "ranking (1224). When LEADERBOARD_API_KEYS is set, the POST routes need "
                 "`Authorization: Bearer <key>`; reads and streams are always public."
@@ -674,12 +678,7 @@ def _add_newer_routes(
         "tags": ["players"],
         "parameters": [
             board_param,
-            {
-                "name": "offset",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
-            },
+            _OFFSET,
             _limit("20"),
         ],
         "responses": {
@@ -748,8 +747,9 @@ def _add_newer_routes(
                 },
             ],
             "responses": {
-                "200": _json("the player and its neighbours, in rank order",
-                             _ref("schemas", "Around")),
+                "200": _json(
+                    "the player and its neighbours, in rank order", _ref("schemas", "Around")
+                ),
                 "400": _ref("responses", "BadRequest"),
                 "404": _ref("responses", "NotFound"),
                 **_STORE,

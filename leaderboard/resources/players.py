@@ -14,7 +14,6 @@ from leaderboard.model import (
     Standing,
     check_amount,
     check_id,
-    check_limit,
     check_name,
     check_score_value,
     new_id,
@@ -23,7 +22,7 @@ from leaderboard.model import (
 )
 from leaderboard.resources._app import AppContext
 from leaderboard.resources._http import json_response, read_body
-from leaderboard.resources.boards import LIST_LIMIT, offset_arg, query_arg
+from leaderboard.resources.boards import paged, query_arg
 
 #: Most neighbours ``around/?n=`` returns on each side.
 MAX_AROUND = 50
@@ -84,26 +83,15 @@ def install(app: Klein, ctx: AppContext) -> None:
     @inlineCallbacks
     def list_players(request: IRequest, board: str) -> Any:
         board_id = check_id(board, "board id")
-        offset = offset_arg(request)
-        limit_text = query_arg(request, "limit")
-        limit = LIST_LIMIT if limit_text is None else check_limit(limit_text)
-        rows = yield ctx.store.list_players(board_id, offset, limit + 1)
-        more = len(rows) > limit
-        following = f"/boards/{board_id}/players/?offset={offset + limit}&limit={limit}"
-        return json_response(
+        rows, page = yield paged(
             request,
-            {
-                "board": board_id,
-                "players": [standing_data(s) for s in rows[:limit]],
-                "offset": offset,
-                "limit": limit,
-                "next": following if more else None,
-            },
+            f"/boards/{board_id}/players/",
+            lambda offset, limit: ctx.store.list_players(board_id, offset, limit),
         )
+        players = [standing_data(s) for s in rows]
+        return json_response(request, {"board": board_id, "players": players, **page})
 
-    @app.route(
-        "/boards/<board>/players/<player>/around/", methods=["GET"], strict_slashes=False
-    )
+    @app.route("/boards/<board>/players/<player>/around/", methods=["GET"], strict_slashes=False)
     @inlineCallbacks
     def around(request: IRequest, board: str, player: str) -> Any:
         board_id = check_id(board, "board id")
