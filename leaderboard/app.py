@@ -64,7 +64,9 @@ def make_service(config: Config, reactor: Any = None) -> LeaderboardService:
         store, sinks, reactor, top_n=config.top_n, lag_observer=metrics.observe_feed_lag
     )
     metrics.watch(hub=hub, feed=feed, publisher=publisher)
-    streams = BoardStreams(store, hub, config.top_n, config.keepalive_seconds, proxies)
+    streams = BoardStreams(
+        store, hub, config.top_n, config.keepalive_seconds, proxies, latest=feed.latest
+    )
     store_service = StoreService(store, reactor, seed=config.seed_demo)
     if config.api_keys:
         log.info("writes need an API key ({count} configured)", count=len(config.api_keys))

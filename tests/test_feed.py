@@ -207,3 +207,34 @@ def test_stop_cancels_everything(store: CountingStore) -> None:
     assert clock.getDelayedCalls() == []
     clock.advance(1)
     assert sink.events == []
+
+
+def test_latest_is_known_only_while_it_is_current(store: CountingStore) -> None:
+    sink = RecordingSink()
+    feed, clock = make_feed(store, sink, window=0.05)
+    assert feed.latest("demo") is None  # never read
+    done(store.add_score("demo", "stan", 1))
+    assert feed.latest("demo") is None  # a change is waiting
+    clock.advance(0.05)
+    assert feed.latest("demo") == sink.events[-1][1]
+    reads = store.view_reads
+    assert feed.latest("demo") is not None and store.view_reads == reads  # no read to answer
+    done(store.add_score("demo", "stan", 1))
+    assert feed.latest("demo") is None
+    clock.advance(0.05)
+    assert feed.latest("demo") == sink.events[-1][1]
+    feed.stopService()
+    assert feed.latest("demo") is None  # no stream: nothing is known to be current
+
+
+def test_latest_is_forgotten_when_no_sink_follows_the_board(store: CountingStore) -> None:
+    sink = RecordingSink()
+    feed, clock = make_feed(store, sink)
+    done(store.add_score("demo", "stan", 1))
+    clock.advance(1)
+    assert feed.latest("demo") is not None
+    sink.only = set()  # the last listener left
+    done(store.add_score("demo", "stan", 1))  # a change nobody follows: not read
+    clock.advance(1)
+    assert feed.latest("demo") is None
+    feed.stopService()

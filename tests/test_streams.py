@@ -210,3 +210,24 @@ def test_too_many_streams_is_a_503_with_retry_after(grip_app: Any) -> None:
     assert json.loads(done(stub.content(resp)))["error"]["code"] == "too_many_streams"
 
 
+
+
+def test_streams_start_from_the_feeds_event_without_a_store_read() -> None:
+    class NoReads:
+        def board_view(self, board_id: str, limit: int) -> Any:
+            raise AssertionError("a store read")
+
+    known = event(77)
+    hub = SseHub(Clock())
+    proxies = parse_grip_urls(f"http://127.0.0.1:5561/?verify-key={KEY}")
+    streams = BoardStreams(NoReads(), hub, 5, 20, proxies,  # type: ignore[arg-type]
+                           latest=lambda board: known if board == "demo" else None)
+    stub = StubTreq(build_app(AppContext(store=NoReads(), clock=Clock(),  # type: ignore[arg-type]
+                                         streams=streams)).resource())
+    resp = done(stub.get("http://x/boards/demo/", headers={
+        "Accept": "text/event-stream", "Grip-Sig": sig()}))
+    assert resp.headers.getRawHeaders("Grip-Hold") == ["stream"]
+    assert done(stub.content(resp)) == known.encoded
+    d = stub.get("http://x/boards/demo/", headers={"Accept": "text/event-stream"})
+    assert len(hub) == 1 and hub.latest("demo") == known  # native, started from it too
+    d.cancel()

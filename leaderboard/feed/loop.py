@@ -43,7 +43,7 @@ class BoardFeed(Service):
 
     def __init__(self, store: Store, sinks: list[EventSink], clock: IReactorTime,
                  top_n: int = 5, window: float = 0.05, max_backoff: float = 10.0,
-                 max_boards: int = 100_000,
+                 max_boards: int = 10_000,
                  lag_observer: Callable[[float], None] | None = None) -> None:
         self.store = store
         self.sinks = sinks
@@ -62,7 +62,8 @@ class BoardFeed(Service):
         self._flush_call: IDelayedCall | None = None
         self._last_flush = float("-inf")
         self._retry_call: IDelayedCall | None = None
-        self._last_id: dict[str, str] = {}
+        #: The last event sent per board: what the sinks show now. Bounded by ``max_boards``.
+        self._latest: dict[str, Event] = {}
         self._read_failures = 0
         self._stream_failures = 0
         self.running_loop = False
@@ -144,9 +145,17 @@ class BoardFeed(Service):
 
     # -- coalescing -----------------------------------------------------------------------
 
+    def latest(self, board: str) -> Event | None:
+        """The board's current event, when the feed knows it without a read: it follows the
+        board, no change to it is waiting or being read, and the change stream is up.
+        Stream requests start from it instead of reading the board each."""
+        if not self.running_loop or board in self._dirty or board in self._reading:
+            return None
+        return self._latest.get(board)
+
     def resync(self) -> None:
         """Re-read every board a sink may care about (after a gap in the change stream)."""
-        watched: set[str] = set(self._last_id)
+        watched: set[str] = set(self._latest)
         for sink in self.sinks:
             boards = getattr(sink, "boards", None)
             if callable(boards):
@@ -157,6 +166,7 @@ class BoardFeed(Service):
     def mark(self, board: str) -> None:
         """Note a change to ``board``; its event goes out after the coalescing window."""
         if not any(sink.wants(board) for sink in self.sinks):
+            self._latest.pop(board, None)  # no longer followed: its last event goes stale
             return
         self._dirty.add(board)
         self._changed_at.setdefault(board, self.clock.seconds())
@@ -187,7 +197,7 @@ class BoardFeed(Service):
             view = yield self.store.board_view(board, self.top_n)
         except NotFound:
             # The board is gone: its listeners get a last ``deleted`` event.
-            self._last_id.pop(board, None)
+            self._latest.pop(board, None)
             self._observe_lag(changed_at)
             self._send(board, deleted_event(board))
             self._done_reading(board)
@@ -206,8 +216,9 @@ class BoardFeed(Service):
             return
         self._read_failures = 0
         event = board_event(view)
-        if self._last_id.get(board) != event.id:
-            self._remember(board, event.id)
+        last = self._latest.get(board)
+        if last is None or last.id != event.id:
+            self._remember(board, event)
             self._observe_lag(changed_at)
             self._send(board, event)
         self._done_reading(board)
@@ -224,11 +235,11 @@ class BoardFeed(Service):
             except Exception:
                 self.log.failure("sink {sink!r} failed on board {board}", sink=sink, board=board)
 
-    def _remember(self, board: str, event_id: str) -> None:
-        self._last_id.pop(board, None)
-        self._last_id[board] = event_id
-        if len(self._last_id) > self.max_boards:
-            del self._last_id[next(iter(self._last_id))]  # the least recently changed
+    def _remember(self, board: str, event: Event) -> None:
+        self._latest.pop(board, None)
+        self._latest[board] = event
+        if len(self._latest) > self.max_boards:
+            del self._latest[next(iter(self._latest))]  # the least recently changed
 
     def _done_reading(self, board: str) -> None:
         self._reading.discard(board)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
@@ -38,8 +39,12 @@ class BoardStreams:
         top_n: int,
         keepalive_seconds: float,
         proxies: list[GripProxy] | None = None,
+        latest: Callable[[str], Event | None] | None = None,
     ) -> None:
+        """``latest`` (the feed's L{BoardFeed.latest}) gives a board's current event when it
+        is known without a read, so a crowd of connecting clients costs no store reads."""
         self.store = store
+        self.latest = latest
         self.hub = hub
         self.top_n = top_n
         self.keepalive_seconds = keepalive_seconds
@@ -56,7 +61,9 @@ class BoardStreams:
         if not grip and self.hub.full():
             request.setHeader(b"Retry-After", b"5")
             raise TooManyStreams("this server holds as many streams as it may; retry soon")
-        event: Event | None = None if grip else self.hub.latest(board_id)
+        event = self.latest(board_id) if self.latest is not None else None
+        if event is None and not grip:
+            event = self.hub.latest(board_id)
         if event is None:
             view = yield self.store.board_view(board_id, self.top_n)
             event = board_event(view)
