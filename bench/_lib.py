@@ -65,6 +65,18 @@ def pyplot() -> Any:
     return plt
 
 
+def save_plot(fig: Any, path: Path) -> None:
+    """Lay out and write a figure as a PNG, making its folder if needed."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def ints(text: str) -> list[int]:
+    """A comma-separated list of integers (a command-line option's value)."""
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def median(values: list[float]) -> float | None:
     vals = sorted(v for v in values if v is not None)
     if not vals:

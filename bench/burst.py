@@ -40,6 +40,7 @@ from bench._lib import (  # noqa: E402
     project_server,
     pyplot,
     raise_nofile,
+    save_plot,
 )
 
 BOARD = "bench"
@@ -120,9 +121,7 @@ def plot(completions: list[int], rates: dict[str, Any], listeners: int, path: Pa
     fig.legend(loc="upper right")
     ax.set_title(f"burst: one board, {listeners} listeners")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

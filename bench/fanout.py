@@ -39,6 +39,7 @@ from bench._lib import (  # noqa: E402
     bare_broadcaster,
     cdf_sample,
     emit,
+    ints,
     log,
     machine,
     make_board,
@@ -47,6 +48,7 @@ from bench._lib import (  # noqa: E402
     project_server,
     pyplot,
     raise_nofile,
+    save_plot,
 )
 
 BOARD = "bench"
@@ -311,13 +313,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-
-
-def ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from bench._lib import (  # noqa: E402
     pyplot,
     raise_nofile,
     rss_kb,
+    save_plot,
 )
 
 BOARD = "bench"
@@ -74,9 +75,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_title("server memory per idle listener")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from bench._lib import (  # noqa: E402
     bare_klein,
     cpu_seconds,
     emit,
+    ints,
     log,
     machine,
     make_board,
@@ -40,6 +41,7 @@ from bench._lib import (  # noqa: E402
     pyplot,
     raise_nofile,
     reqlserver,
+    save_plot,
 )
 
 BOARD = "bench"
@@ -142,13 +144,7 @@ def plot(table: dict[str, dict[int, dict[str, Any]]], path: Path) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3, axis="y")
         ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-
-
-def ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+    save_plot(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
